@@ -1,0 +1,1 @@
+"""CLI sub-commands (see imagenet_stream.cli)."""

@@ -1,0 +1,30 @@
+"""The library's exceptions: one base class and a few families.
+
+Each family also subclasses the builtin a caller would naturally catch, so
+``except ValueError`` / ``except OSError`` keep working.
+"""
+from __future__ import annotations
+
+
+class ImageNetStreamError(Exception):
+    """Base class of every error raised by imagenet_stream."""
+
+
+class SourceError(ImageNetStreamError, ValueError):
+    """A sharding source (folder, tar, label file, list) is missing or malformed."""
+
+
+class ManifestError(ImageNetStreamError, ValueError):
+    """An ``index.json`` manifest or a shard side index is missing, malformed or of an unknown version."""
+
+
+class ShardIntegrityError(ImageNetStreamError, OSError):
+    """A shard's bytes do not match its manifest (size, checksum, offsets) or cannot be parsed."""
+
+
+class StorageError(ImageNetStreamError, OSError):
+    """Reading or writing the object store failed after all retries."""
+
+
+class PlanError(ImageNetStreamError, ValueError):
+    """Arguments to the epoch planner are inconsistent (e.g. rank >= world size)."""

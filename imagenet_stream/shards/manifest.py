@@ -1,0 +1,139 @@
+"""The dataset manifest ``index.json``: frozen dataclasses and their JSON form.
+
+Written last and atomically by the sharder; read by every streaming worker at start, so it holds
+per-shard and per-class totals only (a few MB for ImageNet-21k), never per-sample detail.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from ..errors import ManifestError
+from .names import FORMAT_VERSION
+
+
+def wnids_sha256(wnids: Sequence[str]) -> str:
+    """Checksum of a class space: sha256 of the wnids joined by newlines."""
+    return hashlib.sha256("\n".join(wnids).encode("ascii")).hexdigest()
+
+
+@dataclass(frozen=True)
+class ClassesInfo:
+    """The class space of the ``.cls`` indices: ``wnids[i]`` is class ``i``."""
+
+    space: str                 # "in1k", "in21k", "in22k" or "custom:<name>"
+    wnids: tuple[str, ...]
+    sha256: str = ""
+
+    def __post_init__(self) -> None:
+        digest = wnids_sha256(self.wnids)
+        if not self.sha256:
+            object.__setattr__(self, "sha256", digest)
+        elif self.sha256 != digest:
+            raise ManifestError(f"class space {self.space!r}: sha256 {self.sha256} does not match its wnids ({digest})")
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.wnids)
+
+
+@dataclass(frozen=True)
+class ShardEntry:
+    name: str                  # "train-000000.tar", relative to the dataset root
+    num_samples: int
+    bytes: int
+    sha256: str
+    index: str                 # side index name, "train-000000.idx"
+    index_bytes: int
+    index_sha256: str
+
+
+@dataclass(frozen=True)
+class LabelsEntry:
+    """``labels.bin``: every sample's class index, shards in manifest order (for planning class subsets)."""
+
+    name: str
+    dtype: str                 # numpy dtype string, "<u2" or "<u4"
+    bytes: int
+    sha256: str
+
+
+@dataclass(frozen=True)
+class Manifest:
+    name: str
+    version: str
+    created: str               # ISO 8601 UTC
+    tool: str                  # "imagenet-stream 0.1.0"
+    classes: ClassesInfo
+    num_samples: int
+    class_counts: tuple[int, ...]
+    shards: tuple[ShardEntry, ...]
+    labels: LabelsEntry | None = None
+    format_version: int = FORMAT_VERSION
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.format_version != FORMAT_VERSION:
+            raise ManifestError(f"format_version {self.format_version!r} is not supported (want {FORMAT_VERSION})")
+        if len(self.class_counts) != self.classes.num_classes:
+            raise ManifestError(f"class_counts has {len(self.class_counts)} entries for "
+                                f"{self.classes.num_classes} classes")
+        total = sum(s.num_samples for s in self.shards)
+        if total != self.num_samples:
+            raise ManifestError(f"shards hold {total} samples but num_samples is {self.num_samples}")
+        if sum(self.class_counts) != self.num_samples:
+            raise ManifestError(f"class_counts sum to {sum(self.class_counts)}, num_samples is {self.num_samples}")
+        names = [s.name for s in self.shards]
+        if len(set(names)) != len(names):
+            raise ManifestError("duplicate shard names in manifest")
+
+    @property
+    def sample_counts(self) -> list[int]:
+        """Samples per shard, in manifest order (the planner's input)."""
+        return [s.num_samples for s in self.shards]
+
+    @property
+    def total_bytes(self) -> int:
+        return sum(s.bytes for s in self.shards)
+
+    def to_json(self) -> str:
+        doc = asdict(self)
+        doc["classes"] = {"space": self.classes.space, "num_classes": self.classes.num_classes,
+                          "sha256": self.classes.sha256, "wnids": list(self.classes.wnids)}
+        doc["class_counts"] = list(self.class_counts)
+        doc["shards"] = [asdict(s) for s in self.shards]
+        order = ["format_version", "name", "version", "created", "tool", "num_samples", "classes",
+                 "class_counts", "labels", "shards", "extra"]
+        return json.dumps({k: doc[k] for k in order}, separators=(",", ":"))
+
+    @classmethod
+    def from_json(cls, text: str | bytes, where: str = "index.json") -> "Manifest":
+        try:
+            doc = json.loads(text)
+        except ValueError as exc:
+            raise ManifestError(f"{where}: not valid JSON: {exc}") from exc
+        if not isinstance(doc, dict):
+            raise ManifestError(f"{where}: expected a JSON object")
+        try:
+            version = doc.get("format_version")
+            if version != FORMAT_VERSION:
+                raise ManifestError(f"{where}: format_version {version!r} is not supported (want {FORMAT_VERSION})")
+            c = doc["classes"]
+            classes = ClassesInfo(space=c["space"], wnids=tuple(c["wnids"]), sha256=c["sha256"])
+            if c.get("num_classes", classes.num_classes) != classes.num_classes:
+                raise ManifestError(f"{where}: classes.num_classes disagrees with the wnid list")
+            labels = LabelsEntry(**doc["labels"]) if doc.get("labels") else None
+            return cls(
+                name=doc["name"], version=doc["version"], created=doc["created"], tool=doc["tool"],
+                classes=classes, num_samples=int(doc["num_samples"]),
+                class_counts=tuple(int(x) for x in doc["class_counts"]),
+                shards=tuple(ShardEntry(**s) for s in doc["shards"]),
+                labels=labels, format_version=version, extra=dict(doc.get("extra") or {}),
+            )
+        except ManifestError:
+            raise
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ManifestError(f"{where}: malformed manifest ({type(exc).__name__}: {exc})") from exc

@@ -1,0 +1,70 @@
+"""Naming rules of the on-storage format: sample keys, member extensions, shard and index names."""
+from __future__ import annotations
+
+import re
+
+from ..errors import ManifestError
+
+FORMAT_VERSION = 1
+MANIFEST_NAME = "index.json"
+REPORT_NAME = "report.json"
+LABELS_NAME = "labels.bin"
+
+#: Tar member extensions of one sample (webdataset groups members by the key before the first dot).
+IMAGE_EXT = "jpg"
+CLASS_EXT = "cls"
+META_EXT = "msgpack"
+MEMBER_EXTS = (IMAGE_EXT, CLASS_EXT, META_EXT)
+
+SHARD_SUFFIX = ".tar"
+INDEX_SUFFIX = ".idx"
+
+MAX_KEY_LENGTH = 90  # KEY + ".msgpack" stays within a ustar name field (100 bytes)
+_KEY_RE = re.compile(r"^[A-Za-z0-9_-]+$")
+_UNSAFE = re.compile(r"[^A-Za-z0-9_-]+")
+_PREFIX_RE = re.compile(r"^[A-Za-z0-9_-]+$")
+
+
+def is_valid_key(key: str) -> bool:
+    """Keys are non-empty, at most MAX_KEY_LENGTH chars of ``[A-Za-z0-9_-]`` (no dot, no slash)."""
+    return bool(_KEY_RE.match(key)) and len(key) <= MAX_KEY_LENGTH
+
+
+def key_from_source(source_id: str) -> str:
+    """A key that keeps the original image id: the file name without extension, unsafe chars → ``_``.
+
+    ``"train/n02084071/n02084071_1234.JPEG"`` → ``"n02084071_1234"``.
+    """
+    base = source_id.replace("\\", "/").rstrip("/").rsplit("/", 1)[-1]
+    stem = base.split(".", 1)[0] if not base.startswith(".") else base
+    key = _UNSAFE.sub("_", stem).strip("_") or "sample"
+    return key[:MAX_KEY_LENGTH]
+
+
+def dedupe_key(key: str, n: int) -> str:
+    """The n-th (n >= 1) alternative for a key already taken by a different image."""
+    suffix = f"-{n}"
+    return key[: MAX_KEY_LENGTH - len(suffix)] + suffix
+
+
+def shard_name(prefix: str, number: int) -> str:
+    """``PREFIX-NNNNNN.tar``."""
+    if not _PREFIX_RE.match(prefix):
+        raise ManifestError(f"shard prefix must match [A-Za-z0-9_-]+, got {prefix!r}")
+    return f"{prefix}-{number:06d}{SHARD_SUFFIX}"
+
+
+def index_name(shard: str) -> str:
+    """The side index of a shard: ``PREFIX-NNNNNN.idx``."""
+    if not shard.endswith(SHARD_SUFFIX):
+        raise ManifestError(f"shard name must end with {SHARD_SUFFIX}: {shard!r}")
+    return shard[: -len(SHARD_SUFFIX)] + INDEX_SUFFIX
+
+
+def split_member(name: str) -> tuple[str, str]:
+    """``"dir/KEY.ext.more"`` → ``("dir/KEY", "ext.more")`` (webdataset's rule: split at the first dot of the basename)."""
+    slash = name.rfind("/")
+    dot = name.find(".", slash + 1)
+    if dot < 0:
+        return name, ""
+    return name[:dot], name[dot + 1:]

@@ -1,0 +1,52 @@
+"""Procedural, photo-like test images (smooth shapes + texture + noise), so decode cost is realistic.
+
+Used by the demo, the benchmarks and the tests; not part of any training path.
+"""
+from __future__ import annotations
+
+import io
+
+import numpy as np
+from PIL import Image
+
+
+def photo_array(width: int, height: int, seed: int) -> np.ndarray:
+    """An RGB uint8 [height, width, 3] image with gradients, blobs and fine texture (JPEG-realistic)."""
+    rng = np.random.default_rng([seed, width, height])
+    y = np.linspace(0.0, 1.0, height, dtype=np.float32)[:, None]
+    x = np.linspace(0.0, 1.0, width, dtype=np.float32)[None, :]
+    img = np.empty((height, width, 3), dtype=np.float32)
+    for c in range(3):
+        a, b, f1, f2, p = rng.uniform(0.0, 1.0, 5)
+        img[..., c] = 90 + 60 * a * x + 60 * b * y + 40 * np.sin(2 * np.pi * (f1 * 3 * x + f2 * 3 * y + p))
+    for _ in range(int(rng.integers(3, 8))):  # soft blobs
+        cx, cy, r = rng.uniform(0, 1), rng.uniform(0, 1), rng.uniform(0.05, 0.3)
+        color = rng.uniform(-80, 80, 3).astype(np.float32)
+        mask = np.exp(-(((x - cx) ** 2 + (y - cy) ** 2) / (2 * r * r)))
+        img += mask[..., None] * color
+    img += rng.normal(0.0, 12.0, img.shape).astype(np.float32)  # sensor-like noise
+    return np.clip(img, 0, 255).astype(np.uint8)
+
+
+def encode(image: Image.Image, fmt: str = "JPEG", **kwargs: object) -> bytes:
+    buf = io.BytesIO()
+    image.save(buf, format=fmt, **kwargs)
+    return buf.getvalue()
+
+
+def make_jpeg(width: int = 500, height: int = 375, seed: int = 0, quality: int = 90, mode: str = "RGB") -> bytes:
+    """A JPEG of the given size; ``mode`` may be ``"RGB"``, ``"L"`` (grayscale) or ``"CMYK"``."""
+    image = Image.fromarray(photo_array(width, height, seed), "RGB")
+    if mode != "RGB":
+        image = image.convert(mode)
+    return encode(image, "JPEG", quality=quality)
+
+
+def make_png(width: int = 500, height: int = 375, seed: int = 0) -> bytes:
+    """PNG bytes (ILSVRC has one PNG named ``.JPEG``)."""
+    return encode(Image.fromarray(photo_array(width, height, seed), "RGB"), "PNG")
+
+
+def truncated(data: bytes, keep: float = 0.5) -> bytes:
+    """The first ``keep`` share of ``data`` (a truncated download)."""
+    return data[: max(1, int(len(data) * keep))]

@@ -1,0 +1,41 @@
+"""Shared fixtures: a real S3 server (moto, 127.0.0.1, random port) and its storage options."""
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+
+import pytest
+
+
+@pytest.fixture(scope="session")
+def s3_endpoint() -> Iterator[str]:
+    """Start moto's S3 server on 127.0.0.1 for the session; yield its endpoint URL."""
+    from moto.server import ThreadedMotoServer
+
+    os.environ.setdefault("AWS_ACCESS_KEY_ID", "testing")
+    os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "testing")
+    os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0)
+    server.start()
+    host, port = server.get_host_and_port()
+    yield f"http://{host}:{port}"
+    server.stop()
+
+
+@pytest.fixture
+def s3_options(s3_endpoint: str) -> dict:
+    """s3fs storage options pointing at the moto server (dummy keys)."""
+    return {"key": "testing", "secret": "testing", "client_kwargs": {"endpoint_url": s3_endpoint},
+            "skip_instance_cache": True}
+
+
+@pytest.fixture
+def s3_bucket(s3_options: dict) -> str:
+    """A fresh, empty bucket; yields its name."""
+    import s3fs
+
+    fs = s3fs.S3FileSystem(**s3_options)
+    name = f"test-{uuid.uuid4().hex[:10]}"
+    fs.mkdir(name)  # no region_name: moto's default region
+    return name
