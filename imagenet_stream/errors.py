@@ -28,3 +28,7 @@ class StorageError(ImageNetStreamError, OSError):
 
 class PlanError(ImageNetStreamError, ValueError):
     """Arguments to the epoch planner are inconsistent (e.g. rank >= world size)."""
+
+
+class ConfigError(ImageNetStreamError, ValueError):
+    """A user-facing option is invalid (e.g. an unknown transform preset, a crop size <= 0)."""
