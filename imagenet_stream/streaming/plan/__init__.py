@@ -31,14 +31,17 @@ The algorithm (this is the contract; ``N = sum(sample_counts)``, ``R = world_siz
 6. **Resumption.** After the rank consumed ``n = k*B`` samples (``k`` whole batches) or
    ``n = m``, ``samples[resume_offset(n):]`` on each worker (``resume_offset(n) =
    B * batches_before(k)``) yields exactly the batches an uninterrupted run yields next.
+   The next batch is worker ``k % W``'s: a DataLoader that restores its worker cycle
+   (torchdata ``StatefulDataLoader``) continues exactly; a fresh DataLoader starts at worker 0,
+   so its worker ``w`` must plan as worker ``(w + k) % W`` (:func:`resume_world`).
    Resuming requires the same world shape, batch size and arguments; checking that is the
    caller's job.
 
 A worker's batches are consecutive ``B``-slices of its ``samples``; only the worker owning rank
 batch ``nb - 1`` has a short last batch.
 """
-from imagenet_stream.streaming.plan.epoch import EpochPlan, plan_epoch
+from imagenet_stream.streaming.plan.epoch import EpochPlan, plan_epoch, resume_world
 from imagenet_stream.streaming.plan.locate import locate, shard_runs
 from imagenet_stream.streaming.plan.world import World
 
-__all__ = ["EpochPlan", "World", "locate", "plan_epoch", "shard_runs"]
+__all__ = ["EpochPlan", "World", "locate", "plan_epoch", "resume_world", "shard_runs"]

@@ -7,7 +7,7 @@ See :mod:`imagenet_stream.streaming.plan` for the algorithm (the contract); this
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -78,6 +78,19 @@ class EpochPlan:
         bounds = self.window_bounds if self.window_bounds is not None else np.array([0, length])
         cuts = [start] + [int(b) for b in bounds if start < b < length] + [length]
         return [self.samples[lo:hi] for lo, hi in zip(cuts[:-1], cuts[1:]) if hi > lo]
+
+
+def resume_world(world: World, rank_batches_seen: int) -> World:
+    """The world a *fresh* DataLoader's worker must plan with to resume after ``k`` rank batches.
+
+    A fresh DataLoader pulls from worker 0 first, but rank batch ``k`` belongs to worker
+    ``k % num_workers``; rotating the worker ids by ``k`` makes new worker ``w`` continue
+    original worker ``(w + k) % num_workers``. Use it as
+    ``plan = plan_epoch(counts, resume_world(world, k), ...)`` then
+    ``plan.samples[plan.resume_offset(n):]``.
+    """
+    k = check_int("rank_batches_seen", rank_batches_seen, 0)
+    return replace(world, worker=(world.worker + k) % world.num_workers)
 
 
 def plan_epoch(sample_counts: Sequence[int], world: World, *, seed: int, epoch: int,
