@@ -167,7 +167,8 @@ def build(wordnet: Path, timm_wheel: Path, out_dir: Path) -> Path:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--wordnet", type=Path, required=True, help="WordNet 3.0 data.noun")
-    parser.add_argument("--timm-wheel", type=Path, required=True, help="a timm wheel (.whl) holding the synset lists")
+    parser.add_argument("--timm-wheel", type=Path, required=True,
+                        help="a timm wheel (.whl) holding the synset lists")
     parser.add_argument("--out", type=Path, required=True, help="output folder")
     args = parser.parse_args(argv)
     target = build(args.wordnet, args.timm_wheel, args.out)

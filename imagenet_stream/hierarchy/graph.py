@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import gzip
 import logging
+from collections.abc import Callable
 from functools import lru_cache
 from importlib import resources
 
@@ -52,7 +53,8 @@ class WordNetGraph:
         self.parent_idx = _u32(doc["parent_idx"])
         self.in21k_nodes = _u32(doc["in21k"])
         self.in1k_nodes = _u32(doc["in1k"])
-        if len(self.names) != n or len(self.parent_ptr) != n + 1 or self.parent_ptr[-1] != len(self.parent_idx):
+        if (len(self.names) != n or len(self.parent_ptr) != n + 1
+                or self.parent_ptr[-1] != len(self.parent_idx)):
             raise ImageNetStreamError(f"hierarchy data is inconsistent: {n} wnids, {len(self.names)} names, "
                                       f"{len(self.parent_ptr)} parent pointers")
         counts = np.diff(self.parent_ptr)
@@ -124,7 +126,7 @@ class WordNetGraph:
         return self._reach(node, self.children)
 
     @staticmethod
-    def _reach(node: int, step) -> np.ndarray:
+    def _reach(node: int, step: Callable[[int], np.ndarray]) -> np.ndarray:
         seen: set[int] = set()
         stack = [int(x) for x in step(node)]
         while stack:

@@ -7,6 +7,7 @@ this hierarchy's class space. Unknown wnids raise KeyError naming them. See docs
 """
 from __future__ import annotations
 
+from collections.abc import Iterable
 from functools import lru_cache
 
 import numpy as np
@@ -29,8 +30,8 @@ class Hierarchy:
         graph = load_graph()
         missing = [w for w in space.wnids if w not in graph]
         if missing:
-            raise SourceError(f"class space {space.id!r}: {len(missing)} wnid(s) not in the shipped WordNet 3.0 "
-                              f"graph, e.g. {', '.join(missing[:5])}")
+            raise SourceError(f"class space {space.id!r}: {len(missing)} wnid(s) not in the shipped "
+                              f"WordNet 3.0 graph, e.g. {', '.join(missing[:5])}")
         self.graph: WordNetGraph = graph
         self.space = space
         self.class_nodes = np.array([graph.node_index(w) for w in space.wnids], dtype=np.int64)
@@ -168,7 +169,7 @@ class Hierarchy:
         """``(wnid, tree_parent(wnid), ..., "n00001740")``; its length is ``max_depth(wnid) + 1``."""
         return self._wnids(self.graph.tree_path(self.node_index(wnid)))
 
-    def _wnids(self, nodes) -> tuple[str, ...]:
+    def _wnids(self, nodes: Iterable[int]) -> tuple[str, ...]:
         names = self.graph.node_wnids
         return tuple(names[int(i)] for i in nodes)
 

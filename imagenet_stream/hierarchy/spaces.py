@@ -45,11 +45,13 @@ class ClassSpace:
     id: str
     wnids: tuple[str, ...]
     _index: dict[str, int] = field(init=False, repr=False, compare=False, hash=False)
+    _sha256: str = field(init=False, repr=False, compare=False, hash=False)
 
     def __post_init__(self) -> None:
-        if not isinstance(self.id, str) or not (self.id in STANDARD_SPACES
-                                                or (self.id.startswith(CUSTOM_PREFIX) and len(self.id) > len(CUSTOM_PREFIX))):
-            raise SourceError(f"class space id must be one of {STANDARD_SPACES} or 'custom:<name>', got {self.id!r}")
+        custom = isinstance(self.id, str) and self.id.startswith(CUSTOM_PREFIX) and self.id != CUSTOM_PREFIX
+        if not (custom or self.id in STANDARD_SPACES):
+            raise SourceError(f"class space id must be one of {STANDARD_SPACES} or 'custom:<name>', "
+                              f"got {self.id!r}")
         wnids = tuple(self.wnids)
         if not wnids:
             raise SourceError(f"class space {self.id!r} has no classes")
@@ -58,10 +60,12 @@ class ClassSpace:
             if not is_wnid(wnid):
                 raise SourceError(f"class space {self.id!r}: malformed wnid {wnid!r} at index {i}")
             if wnid in index:
-                raise SourceError(f"class space {self.id!r}: duplicate wnid {wnid} at indices {index[wnid]} and {i}")
+                raise SourceError(f"class space {self.id!r}: duplicate wnid {wnid} "
+                                  f"at indices {index[wnid]} and {i}")
             index[wnid] = i
         object.__setattr__(self, "wnids", wnids)
         object.__setattr__(self, "_index", index)
+        object.__setattr__(self, "_sha256", wnids_sha256(wnids))
 
     @classmethod
     def custom(cls, name: str, wnids: Iterable[str]) -> ClassSpace:
@@ -87,11 +91,14 @@ class ClassSpace:
     @property
     def sha256(self) -> str:
         """``imagenet_stream.shards.wnids_sha256(self.wnids)``, the checksum recorded in manifests."""
-        return wnids_sha256(self.wnids)
+        return self._sha256
 
     @property
     def is_standard(self) -> bool:
         return self.id in STANDARD_SPACES
+
+    def __repr__(self) -> str:  # the wnids would be 21k entries long
+        return f"ClassSpace(id={self.id!r}, classes={len(self.wnids)}, sha256={self._sha256[:12]}...)"
 
 
 @lru_cache(maxsize=None)

@@ -35,15 +35,16 @@ TINY = {
 def _data_noun(synsets: dict = TINY) -> tuple[bytes, dict[str, str]]:
     """A data.noun whose offsets are right; returns (bytes, key -> wnid)."""
     header = b"  1 This is a licence header line.  \n  2 \n"
-    header += b"  3 padding so that entity lands at byte 1740, as in WordNet 3.0".ljust(1739 - len(header)) + b"\n"
+    padding = b"  3 padding so that entity lands at byte 1740, as in WordNet 3.0"
+    header += padding.ljust(1739 - len(header)) + b"\n"
 
     def render(offsets: dict[str, int]) -> list[bytes]:
         lines = []
         for key, (words, pointers) in synsets.items():
             w = " ".join(f"{word} 0" for word in words)
             p = " ".join(f"{sym} {offsets[t]:08d} {pos} 0000" for sym, t, pos in pointers)
-            lines.append(f"{offsets[key]:08d} 03 n {len(words):02x} {w} {len(pointers):03d} {p} | gloss of {key}  \n"
-                         .replace("  |", " |").encode())
+            line = f"{offsets[key]:08d} 03 n {len(words):02x} {w} {len(pointers):03d} {p} | gloss {key}  \n"
+            lines.append(line.replace("  |", " |").encode())
         return lines
 
     lines = render({k: 0 for k in synsets})
@@ -103,7 +104,8 @@ def test_build_rejects_unknown_class_and_second_root(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="n09999999"):
         tool.build(tmp_path / "data.noun", _wheel(tmp_path / "a.whl", ["n09999999"], [wnid["sun"]]), tmp_path)
     with pytest.raises(ValueError, match=wnid["orphan"]):
-        tool.build(tmp_path / "data.noun", _wheel(tmp_path / "b.whl", [wnid["orphan"]], [wnid["sun"]]), tmp_path)
+        tool.build(tmp_path / "data.noun", _wheel(tmp_path / "b.whl", [wnid["orphan"]], [wnid["sun"]]),
+                   tmp_path)
     with pytest.raises(ValueError, match="not sorted"):
         tool.build(tmp_path / "data.noun", _wheel(tmp_path / "c.whl", [wnid["sun"], wnid["object"]], []),
                    tmp_path)

@@ -130,7 +130,8 @@ def test_tree_parent_rule_examples() -> None:
     assert IN1K.tree_parent(ENTITY) is None
     assert IN1K.tree_path(ENTITY) == (ENTITY,)
     path = IN1K.tree_path(DOG)
-    assert path[:3] == (DOG, CANINE, CARNIVORE) and path[-1] == ENTITY and len(path) == IN1K.max_depth(DOG) + 1
+    assert path[:3] == (DOG, CANINE, CARNIVORE) and path[-1] == ENTITY
+    assert len(path) == IN1K.max_depth(DOG) + 1
 
 
 def test_tree_parent_rule_everywhere() -> None:

@@ -20,7 +20,8 @@ IN22K = standard_space("in22k")
 
 def test_standard_sizes_and_ids() -> None:
     assert STANDARD_SPACES == ("in1k", "in21k", "in22k")
-    assert [(s.id, len(s)) for s in (IN1K, IN21K, IN22K)] == [("in1k", 1000), ("in21k", 21841), ("in22k", 21842)]
+    sizes = [(s.id, len(s)) for s in (IN1K, IN21K, IN22K)]
+    assert sizes == [("in1k", 1000), ("in21k", 21841), ("in22k", 21842)]
     assert all(s.is_standard for s in (IN1K, IN21K, IN22K))
 
 
@@ -55,6 +56,7 @@ def test_index_keyerror_names_wnid() -> None:
 def test_sha256_matches_manifest_checksum() -> None:
     assert IN22K.sha256 == wnids_sha256(IN22K.wnids)
     assert IN1K.sha256 != IN22K.sha256
+    assert repr(IN22K) == f"ClassSpace(id='in22k', classes=21842, sha256={IN22K.sha256[:12]}...)"
 
 
 def test_unknown_standard_name() -> None:
@@ -74,7 +76,8 @@ def test_classspace_validation() -> None:
     with pytest.raises(SourceError, match="no classes"):
         ClassSpace("custom:x", ())
     space = ClassSpace.custom("pets", ["n02084071", "n02121808"])
-    assert space.id == "custom:pets" and space.wnids == ("n02084071", "n02121808") and space.index("n02121808") == 1
+    assert space.id == "custom:pets" and space.wnids == ("n02084071", "n02121808")
+    assert space.index("n02121808") == 1
     assert space == ClassSpace("custom:pets", ("n02084071", "n02121808")) and hash(space) == hash(
         ClassSpace("custom:pets", ("n02084071", "n02121808")))
 

@@ -33,9 +33,11 @@ def _timm_wheel() -> Path | None:
 
 
 needs_wordnet = pytest.mark.skipif(not DATA_NOUN.is_file(),
-                                   reason=f"{DATA_NOUN} not found (install Debian/Ubuntu package wordnet-base)")
+                                   reason=f"{DATA_NOUN} not found (install the Debian/Ubuntu package "
+                                          "wordnet-base)")
 needs_wheel = pytest.mark.skipif(_timm_wheel() is None,
-                                 reason="no timm wheel: set IMAGENET_STREAM_TIMM_WHEEL or put one in /tmp/timm-wheel/")
+                                 reason="no timm wheel: set IMAGENET_STREAM_TIMM_WHEEL or put one in "
+                                        "/tmp/timm-wheel/")
 
 
 def _synset_at(raw: bytes, wnid: str) -> tuple[str, tuple[str, ...]]:
@@ -82,10 +84,11 @@ def test_class_lists_match_timm() -> None:
 @needs_wordnet
 @needs_wheel
 def test_rebuild_reproduces_committed_data(tmp_path: Path) -> None:
-    subprocess.run([sys.executable, str(TOOL), "--wordnet", str(DATA_NOUN), "--timm-wheel", str(_timm_wheel()),
-                    "--out", str(tmp_path)], check=True, capture_output=True, text=True)
+    subprocess.run([sys.executable, str(TOOL), "--wordnet", str(DATA_NOUN),
+                    "--timm-wheel", str(_timm_wheel()), "--out", str(tmp_path)],
+                   check=True, capture_output=True, text=True)
     built = (tmp_path / "wordnet.msgpack.gz").read_bytes()
     shipped = SHIPPED.read_bytes()
-    assert gzip.decompress(built) == gzip.decompress(shipped), "rebuilt payload differs from the committed data"
-    assert built == shipped, (f"payload identical but the gzip stream differs (zlib {zlib.ZLIB_RUNTIME_VERSION}): "
-                              "rebuild with the tool and commit")
+    assert gzip.decompress(built) == gzip.decompress(shipped), "rebuilt payload differs"
+    assert built == shipped, ("payload identical but the gzip stream differs "
+                              f"(zlib {zlib.ZLIB_RUNTIME_VERSION}): rebuild with the tool and commit")
