@@ -69,7 +69,7 @@ class EpochPlan:
         """``samples[start:]`` cut at window bounds: the groups a reader should fetch together.
 
         ``shard_runs(np.sort(group), counts)`` gives at most ``shuffle_window`` byte ranges per
-        group (fewer runs than that when a resumed group starts mid-window).
+        group, also for the first group when ``start`` falls mid-window (after a resume).
         """
         start = check_int("start", start, 0)
         length = len(self.samples)
