@@ -1,0 +1,93 @@
+"""``imagenet-stream inspect URL [--verify]``: summarize a dataset's manifest; optionally re-check every byte."""
+from __future__ import annotations
+
+import argparse
+import sys
+
+from ..errors import ImageNetStreamError
+from ..sharding.check import check_dataset, load_manifest
+from ..sharding.report import format_size
+from ..shards import Manifest
+from ..storage import Store
+from ._common import fail, parse_storage_options
+
+HELP = "print a dataset's manifest summary; --verify re-hashes every shard and checks every offset"
+TOP_CLASSES = 10
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("inspect", help=HELP, description=HELP)
+    p.add_argument("url", metavar="URL", help="dataset root (holding index.json)")
+    p.add_argument("--verify", action="store_true",
+                   help="re-read every shard, side index and labels.bin; exit 1 on any mismatch")
+    p.add_argument("--storage-options", metavar="JSON", help="fsspec storage options as a JSON object")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=run)
+
+
+def _wordnet_names() -> dict[str, str] | None:
+    """wnid → first WordNet lemma, when the hierarchy data can be loaded."""
+    try:
+        from ..hierarchy.graph import load_graph
+
+        graph = load_graph()
+    except Exception:  # noqa: BLE001 - names are a nicety; the summary works without them
+        return None
+    return {w: n.split(",")[0] for w, n in zip(graph.node_wnids, graph.names)}
+
+
+def summarize(manifest: Manifest, url: str) -> str:
+    """The manifest summary printed by ``inspect``."""
+    m = manifest
+    present = sum(1 for c in m.class_counts if c)
+    lines = [
+        f"dataset   {m.name} version {m.version} at {url}",
+        f"created   {m.created} by {m.tool} (format {m.format_version})",
+        f"samples   {m.num_samples}",
+        f"classes   {present} of {m.classes.num_classes} in space {m.classes.space} "
+        f"(sha256 {m.classes.sha256[:12]}…)",
+        f"shards    {len(m.shards)}, {format_size(m.total_bytes)} ({m.total_bytes} bytes)",
+    ]
+    if m.shards:
+        sizes = m.sample_counts
+        lines.append(f"          {m.shards[0].name} … {m.shards[-1].name}, {min(sizes)}–{max(sizes)} samples each")
+    names = _wordnet_names() or {}
+    top = sorted(range(len(m.class_counts)), key=lambda i: (-m.class_counts[i], i))[:TOP_CLASSES]
+    top = [i for i in top if m.class_counts[i]]
+    if top:
+        lines.append("top classes:")
+        for i in top:
+            wnid = m.classes.wnids[i]
+            lines.append(f"  {i:>6}  {wnid}  {m.class_counts[i]:>8}  {names.get(wnid, '')}".rstrip())
+    return "\n".join(lines)
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        store = Store(args.url, parse_storage_options(args.storage_options))
+        manifest = load_manifest(store)
+    except ImageNetStreamError as exc:
+        return fail(str(exc))
+    print(summarize(manifest, args.url))
+    if not args.verify:
+        return 0
+    bar = None
+    if not args.no_progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=len(manifest.shards), desc="verify", unit="shard", file=sys.stderr, dynamic_ncols=True)
+    try:
+        problems = check_dataset(store, manifest, on_shard=(lambda _entry: bar.update(1)) if bar else None)
+    except ImageNetStreamError as exc:
+        return fail(f"verification stopped: {exc}", 1)
+    finally:
+        if bar is not None:
+            bar.close()
+    if problems:
+        print(f"verify: FAILED, {len(problems)} problem(s):")
+        for problem in problems:
+            print(f"  {problem}")
+        return 1
+    print(f"verify: OK ({len(manifest.shards)} shards, {manifest.num_samples} samples, every checksum, "
+          f"offset and label matches)")
+    return 0
