@@ -1,0 +1,82 @@
+"""index.json: JSON round trip, validation, and its size at ImageNet-21k scale."""
+from __future__ import annotations
+
+import hashlib
+import json
+
+import pytest
+
+from imagenet_stream.errors import ManifestError
+from imagenet_stream.hierarchy import standard_space
+from imagenet_stream.shards import (ClassesInfo, LabelsEntry, Manifest, ShardEntry, index_name, shard_name,
+                                    wnids_sha256)
+
+WNIDS = ("n01440764", "n01443537", "n02084071")
+
+
+def entry(i: int, n: int) -> ShardEntry:
+    name = shard_name("train", i)
+    return ShardEntry(name, n, 1000 + i, hashlib.sha256(name.encode()).hexdigest(), index_name(name), 77, "cd" * 32)
+
+
+def manifest(**kw) -> Manifest:
+    args = dict(name="imagenet", version="1", created="2024-01-01T00:00:00Z", tool="imagenet-stream 0.1.0",
+                classes=ClassesInfo("custom:x", WNIDS), num_samples=5, class_counts=(2, 0, 3),
+                shards=(entry(0, 3), entry(1, 2)), labels=LabelsEntry("labels.bin", "<u2", 10, "ef" * 32),
+                extra={"seed": 3})
+    return Manifest(**(args | kw))
+
+
+def test_json_round_trip() -> None:
+    m = manifest()
+    text = m.to_json()
+    doc = json.loads(text)
+    assert list(doc)[:5] == ["format_version", "name", "version", "created", "tool"]
+    assert doc["classes"] == {"space": "custom:x", "num_classes": 3, "sha256": wnids_sha256(WNIDS),
+                              "wnids": list(WNIDS)}
+    back = Manifest.from_json(text)
+    assert back == m
+    assert back.sample_counts == [3, 2] and back.total_bytes == 2001
+
+
+@pytest.mark.parametrize("kw, match", [
+    (dict(class_counts=(2, 3)), "class_counts has 2"),
+    (dict(num_samples=6, class_counts=(3, 0, 3)), "shards hold 5"),
+    (dict(class_counts=(2, 0, 2)), "sum to 4"),
+    (dict(shards=(entry(0, 3), entry(0, 2))), "duplicate shard"),
+    (dict(format_version=2), "not supported"),
+])
+def test_validation(kw: dict, match: str) -> None:
+    with pytest.raises(ManifestError, match=match):
+        manifest(**kw)
+
+
+def test_classes_checksum_is_checked() -> None:
+    with pytest.raises(ManifestError, match="does not match"):
+        ClassesInfo("custom:x", WNIDS, sha256="00" * 32)
+
+
+@pytest.mark.parametrize("mutate, match", [
+    (lambda d: "not json{", "not valid JSON"),
+    (lambda d: "[1]", "expected a JSON object"),
+    (lambda d: json.dumps({**d, "format_version": 7}), "not supported"),
+    (lambda d: json.dumps({k: v for k, v in d.items() if k != "shards"}), "malformed"),
+    (lambda d: json.dumps({**d, "classes": {**d["classes"], "num_classes": 9}}), "num_classes disagrees"),
+    (lambda d: json.dumps({**d, "classes": {**d["classes"], "wnids": ["n01440764"]}}), "does not match"),
+])
+def test_bad_json(mutate, match: str) -> None:
+    doc = json.loads(manifest().to_json())
+    with pytest.raises(ManifestError, match=match):
+        Manifest.from_json(mutate(doc), where="x/index.json")
+
+
+def test_size_at_imagenet21k_scale() -> None:
+    """14.2M images in ~14.2k shards over 21,841 classes: every worker reads this, it must stay small."""
+    space = standard_space("in21k")
+    shards = tuple(entry(i, 1000) for i in range(14_200))
+    counts = [650] * len(space)
+    counts[0] += 14_200_000 - sum(counts)
+    m = Manifest(name="imagenet21k", version="1", created="2024-01-01T00:00:00Z", tool="t",
+                 classes=ClassesInfo("in21k", space.wnids), num_samples=14_200_000, class_counts=tuple(counts),
+                 shards=shards)
+    assert len(m.to_json()) < 5_000_000
