@@ -1,0 +1,160 @@
+"""State shared between a dataset object and its copies in DataLoader worker processes.
+
+A DataLoader worker holds a *copy* of the dataset made when the worker started; with
+``persistent_workers=True`` that copy lives across epochs, so an epoch number stored in a plain
+attribute would be stale there (webdataset issues #172, #190, #303). Everything the main process
+must change after workers exist (epoch, a pending resume) and everything workers report back
+(counters) therefore lives in small shared-memory tensors created in ``__init__``. Torch shares
+them with worker processes under every start method (fork inherits the mapping; spawn and
+forkserver pickle a handle through torch.multiprocessing).
+
+Each process writes only its own counter row (row 0: the main process; row 1 + w: worker w), so
+no cross-process lock is needed; a thread lock guards the row within one process (the prefetch
+thread and the decoding thread both count).
+"""
+from __future__ import annotations
+
+import threading
+from collections.abc import Mapping
+
+import torch
+
+from imagenet_stream.errors import PlanError
+
+#: Counters reported by ``ImageNetStream.stats()``.
+COUNTERS: tuple[str, ...] = (
+    "samples_yielded",    # samples handed to the DataLoader
+    "corrupt_images",     # samples skipped because their image did not decode
+    "truncated_shards",   # shards found shorter than their side index says (counted once per process)
+    "truncated_samples",  # samples skipped because their bytes lie past the end of a truncated shard
+    "bytes_read",         # bytes read from the dataset's storage (not from the local cache)
+    "requests",           # range requests sent to the dataset's storage
+    "shards_read",        # distinct shards this process read from (counted once per process)
+    "cache_hits",         # shard or side-index opens served by the local cache
+    "cache_misses",       # ... that had to be downloaded into the cache first
+    "cache_rejects",      # downloads refused by the cache (size/sha256 mismatch); read directly instead
+)
+_COLUMN = {name: i for i, name in enumerate(COUNTERS)}
+
+#: Counter rows: the main process plus up to MAX_WORKERS DataLoader workers.
+MAX_WORKERS = 255
+
+# Control slots.
+EPOCH, RESUME_EPOCH, RESUME_SAMPLES, RESUME_GENERATION, NUM_WORKERS_SEEN, RESUME_NUM_WORKERS = range(6)
+_CONSUMED = 6  # then one slot per counter row: the resume generation that row already applied
+NO_RESUME = -1
+
+
+class SharedState:
+    """Epoch, pending resume and counters, visible to every worker copy of one dataset."""
+
+    def __init__(self) -> None:
+        self.control = torch.zeros(_CONSUMED + MAX_WORKERS + 1, dtype=torch.int64).share_memory_()
+        self.control[RESUME_EPOCH] = NO_RESUME
+        self.control[NUM_WORKERS_SEEN] = -1
+        self.counters = torch.zeros((MAX_WORKERS + 1, len(COUNTERS)), dtype=torch.int64).share_memory_()
+        self._lock = threading.Lock()
+
+    def __getstate__(self) -> dict:
+        state = dict(self.__dict__)
+        del state["_lock"]
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self._lock = threading.Lock()
+
+    # -- epoch and resume ------------------------------------------------------------------
+    @property
+    def epoch(self) -> int:
+        return int(self.control[EPOCH])
+
+    def set_epoch(self, epoch: int) -> None:
+        """Set the epoch; a pending resume of another epoch is dropped."""
+        self.control[EPOCH] = epoch
+        if int(self.control[RESUME_EPOCH]) not in (NO_RESUME, epoch):
+            self.control[RESUME_EPOCH] = NO_RESUME
+
+    def set_resume(self, epoch: int, samples_seen: int, num_workers: int | None) -> None:
+        """Make the next pass over ``epoch`` in every process start after ``samples_seen`` rank samples.
+
+        ``num_workers``: the DataLoader's of the interrupted run (None: unknown, not checked).
+        """
+        self.control[EPOCH] = epoch
+        self.control[RESUME_SAMPLES] = samples_seen
+        self.control[RESUME_NUM_WORKERS] = -1 if num_workers is None else num_workers
+        self.control[RESUME_GENERATION] += 1
+        self.control[RESUME_EPOCH] = epoch
+
+    def pending_resume(self, epoch: int) -> int | None:
+        """``samples_seen`` of a resume of ``epoch`` not yet applied anywhere (for ``len``)."""
+        if int(self.control[RESUME_EPOCH]) != epoch:
+            return None
+        return int(self.control[RESUME_SAMPLES])
+
+    def take_resume(self, slot: int, epoch: int) -> int | None:
+        """``samples_seen`` to resume from, once per process slot and resume; else None."""
+        if int(self.control[RESUME_EPOCH]) != epoch:
+            return None
+        generation = int(self.control[RESUME_GENERATION])
+        if int(self.control[_CONSUMED + slot]) == generation:
+            return None
+        self.control[_CONSUMED + slot] = generation
+        return int(self.control[RESUME_SAMPLES])
+
+    @property
+    def resume_num_workers(self) -> int | None:
+        value = int(self.control[RESUME_NUM_WORKERS])
+        return None if value < 0 else value
+
+    def note_num_workers(self, num_workers: int) -> None:
+        """Record the DataLoader's ``num_workers`` (0 = iterated in the main process)."""
+        self.control[NUM_WORKERS_SEEN] = num_workers
+
+    @property
+    def num_workers_seen(self) -> int | None:
+        value = int(self.control[NUM_WORKERS_SEEN])
+        return None if value < 0 else value
+
+    # -- counters --------------------------------------------------------------------------
+    def add(self, slot: int, name: str, value: int = 1) -> None:
+        """Add ``value`` to counter ``name`` of process row ``slot``."""
+        with self._lock:
+            self.counters[slot, _COLUMN[name]] += value
+
+    def totals(self) -> dict[str, int]:
+        """Every counter summed over the main process and all workers."""
+        sums = self.counters.sum(dim=0).tolist()
+        return {name: int(sums[i]) for i, name in enumerate(COUNTERS)}
+
+
+class Counter:
+    """The counter row of one process: ``counter.add("bytes_read", n)``."""
+
+    def __init__(self, shared: SharedState | None, slot: int) -> None:
+        self.shared = shared
+        self.slot = slot
+        self.local: dict[str, int] = dict.fromkeys(COUNTERS, 0)
+
+    def add(self, name: str, value: int = 1) -> None:
+        if self.shared is not None:
+            self.shared.add(self.slot, name, value)
+        else:
+            self.local[name] += value
+
+    def snapshot(self) -> Mapping[str, int]:
+        if self.shared is not None:
+            return {name: int(self.shared.counters[self.slot, i]) for i, name in enumerate(COUNTERS)}
+        return dict(self.local)
+
+
+def slot_for_worker(worker: int | None) -> int:
+    """The row of DataLoader worker ``worker`` (None: the main process); at most MAX_WORKERS workers."""
+    if worker is None:
+        return 0
+    if not 0 <= worker < MAX_WORKERS:
+        raise PlanError(f"ImageNetStream supports at most {MAX_WORKERS} DataLoader workers, got worker id {worker}")
+    return 1 + worker
+
+
+__all__ = ["COUNTERS", "MAX_WORKERS", "SharedState", "Counter", "slot_for_worker"]
