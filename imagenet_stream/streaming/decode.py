@@ -59,7 +59,10 @@ _EVAL_CROP_PCT = 0.875  # 224 / 256, the standard ImageNet eval ratio
 
 # --------------------------------------------------------------------------- crop geometry
 def _check_range(name: str, bounds: tuple[float, float]) -> tuple[float, float]:
-    lo, hi = (float(b) for b in bounds)
+    try:
+        lo, hi = (float(b) for b in bounds)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{name} must be a (low, high) pair of numbers, got {bounds!r}") from None
     if not (0.0 < lo <= hi) or not math.isfinite(hi):
         raise ConfigError(f"{name} must be (low, high) with 0 < low <= high, got {bounds!r}")
     return lo, hi

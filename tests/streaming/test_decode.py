@@ -136,7 +136,9 @@ def test_crop_params_fallback_is_centre_crop_clamped_to_ratio(width, height, exp
         assert random_resized_crop_params(width, height, np.random.default_rng(seed), (0.9, 1.0)) == expected
 
 
-@pytest.mark.parametrize("bad", [{"scale": (0.5, 0.1)}, {"scale": (0.0, 1.0)}, {"ratio": (-1.0, 2.0)}])
+@pytest.mark.parametrize(
+    "bad", [{"scale": (0.5, 0.1)}, {"scale": (0.0, 1.0)}, {"ratio": (-1.0, 2.0)}, {"ratio": (1.0, 2.0, 3.0)}]
+)
 def test_crop_params_reject_bad_ranges(bad) -> None:
     with pytest.raises(ConfigError, match=r"\("):
         random_resized_crop_params(100, 100, np.random.default_rng(0), **bad)
