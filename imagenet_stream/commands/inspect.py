@@ -1,4 +1,4 @@
-"""``imagenet-stream inspect URL [--verify]``: summarize a dataset's manifest; optionally re-check every byte."""
+"""``imagenet-stream inspect URL [--verify]``: summarize a manifest; optionally re-check every byte."""
 from __future__ import annotations
 
 import argparse
@@ -50,7 +50,8 @@ def summarize(manifest: Manifest, url: str) -> str:
     ]
     if m.shards:
         sizes = m.sample_counts
-        lines.append(f"          {m.shards[0].name} … {m.shards[-1].name}, {min(sizes)}–{max(sizes)} samples each")
+        lines.append(f"          {m.shards[0].name} … {m.shards[-1].name}, "
+                     f"{min(sizes)}–{max(sizes)} samples each")
     names = _wordnet_names() or {}
     top = sorted(range(len(m.class_counts)), key=lambda i: (-m.class_counts[i], i))[:TOP_CLASSES]
     top = [i for i in top if m.class_counts[i]]
@@ -75,7 +76,8 @@ def run(args: argparse.Namespace) -> int:
     if not args.no_progress:
         from tqdm import tqdm
 
-        bar = tqdm(total=len(manifest.shards), desc="verify", unit="shard", file=sys.stderr, dynamic_ncols=True)
+        bar = tqdm(total=len(manifest.shards), desc="verify", unit="shard", file=sys.stderr,
+                   dynamic_ncols=True)
     try:
         problems = check_dataset(store, manifest, on_shard=(lambda _entry: bar.update(1)) if bar else None)
     except ImageNetStreamError as exc:

@@ -1,4 +1,4 @@
-"""``imagenet-stream shard SOURCE... --out URL``: verify, deduplicate and pack images into class-mixed shards."""
+"""``imagenet-stream shard SOURCE... --out URL``: verify, deduplicate, pack images into class-mixed shards."""
 from __future__ import annotations
 
 import argparse
@@ -58,7 +58,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("sources", nargs="+", metavar="SOURCE",
                    help="a folder tree (ROOT/<wnid>/*.JPEG), a tar of per-synset tars (.tar, .tar.gz), "
                         "a flat val folder (with --labels) or a CSV/JSONL list of path,wnid")
-    p.add_argument("--out", required=True, metavar="URL", help="dataset root: a path, file://, s3://, memory://")
+    p.add_argument("--out", required=True, metavar="URL",
+                   help="dataset root: a path, file://, s3://, memory://")
     p.add_argument("--labels", metavar="FILE", help="labels of a flat val folder (one wnid per line, or the "
                                                     "devkit ground truth)")
     add_arguments(p)
@@ -68,8 +69,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def options_from_args(args: argparse.Namespace, out: str) -> ShardOptions:
     return ShardOptions(
         out=out, storage_options=parse_storage_options(args.storage_options), classes=args.classes,
-        seed=args.seed, shard_size=args.shard_size, max_shard_bytes=args.max_shard_bytes, workers=args.workers,
-        min_size=args.min_size, resize_short_side=args.resize_short_side, quality=args.quality, name=args.name,
+        seed=args.seed, shard_size=args.shard_size, max_shard_bytes=args.max_shard_bytes,
+        workers=args.workers, min_size=args.min_size, resize_short_side=args.resize_short_side,
+        quality=args.quality, name=args.name,
         version=args.dataset_version, prefix=args.prefix, tmp_dir=args.tmp_dir, overwrite=args.overwrite,
     )
 

@@ -27,7 +27,8 @@ _CHUNK = 8 << 20
 def load_manifest(store: Store) -> Manifest:
     """The manifest of the dataset at ``store``; ManifestError when there is none (or an incomplete run)."""
     if not store.exists(MANIFEST_NAME):
-        raise ManifestError(f"{store.url_of(MANIFEST_NAME)} does not exist (not a dataset, or an incomplete run)")
+        raise ManifestError(f"{store.url_of(MANIFEST_NAME)} does not exist "
+                            f"(not a dataset, or an incomplete run)")
     return Manifest.from_json(store.read(MANIFEST_NAME), where=store.url_of(MANIFEST_NAME))
 
 
@@ -154,7 +155,8 @@ def _check_sample(manifest: Manifest, side: SideIndex, i: int, key: str,
     if not 0 <= label < manifest.classes.num_classes:
         problems.append(f"{at}: class {label} outside the {manifest.classes.num_classes}-class space")
     elif meta.get("wnid") != manifest.classes.wnids[label]:
-        problems.append(f"{at}: wnid {meta.get('wnid')!r} but class {label} is {manifest.classes.wnids[label]}")
+        problems.append(f"{at}: wnid {meta.get('wnid')!r} but class {label} is "
+                        f"{manifest.classes.wnids[label]}")
     if meta.get("sha256") != hashlib.sha256(image).hexdigest():
         problems.append(f"{at}: image sha256 differs from its metadata")
     return problems
@@ -166,7 +168,7 @@ def check_labels(store: Store, manifest: Manifest, labels: list[np.ndarray]) -> 
     every = np.concatenate(labels).astype(np.int64) if labels else np.zeros(0, dtype=np.int64)
     if len(every) == manifest.num_samples and manifest.num_samples:
         counts = np.bincount(every, minlength=manifest.classes.num_classes)
-        if len(counts) != manifest.classes.num_classes or tuple(int(c) for c in counts) != manifest.class_counts:
+        if tuple(int(c) for c in counts) != manifest.class_counts:
             problems.append(f"{MANIFEST_NAME}: class_counts differ from the labels in the shards")
     entry = manifest.labels
     if entry is None:

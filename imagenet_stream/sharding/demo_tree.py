@@ -69,8 +69,8 @@ def make_demo_tree(root: str | os.PathLike[str], images_per_class: int = 8, seed
         for n in range(images_per_class):
             width, height = _SIZES[int(rng.integers(len(_SIZES)))]
             mode = "L" if rng.random() < 0.05 else "RGB"
-            data = make_jpeg(width, height, seed=seed * 1_000_003 + c * 1000 + n, quality=int(rng.integers(75, 96)),
-                             mode=mode)
+            data = make_jpeg(width, height, seed=seed * 1_000_003 + c * 1000 + n,
+                             quality=int(rng.integers(75, 96)), mode=mode)
             (folder / f"{wnid}_{n + 1}.JPEG").write_bytes(data)
             written += 1
 

@@ -159,7 +159,8 @@ def write_labels(store: Store, labels: np.ndarray, num_classes: int) -> LabelsEn
     dtype = labels_dtype(num_classes)
     data = np.asarray(labels).astype(dtype).tobytes()
     store.write_atomic(LABELS_NAME, data)
-    return LabelsEntry(name=LABELS_NAME, dtype=dtype, bytes=len(data), sha256=hashlib.sha256(data).hexdigest())
+    return LabelsEntry(name=LABELS_NAME, dtype=dtype, bytes=len(data),
+                       sha256=hashlib.sha256(data).hexdigest())
 
 
 def write_manifest(store: Store, manifest: Manifest) -> None:

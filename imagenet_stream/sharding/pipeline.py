@@ -1,4 +1,4 @@
-"""The sharder's pipeline: sources → verify (process pool) → dedup → class-mixed shards → manifest last.
+"""The sharder's pipeline: sources → verify (process pool) → dedup → class-mixed shards → manifest.
 
 Two paths, one result:
 
@@ -93,7 +93,8 @@ class ShardOptions:
         if self.seed < 0:
             raise ConfigError(f"seed must be >= 0, got {self.seed}")
         if not self.name or not self.version:
-            raise ConfigError(f"dataset name and version must be non-empty, got {self.name!r} / {self.version!r}")
+            raise ConfigError(f"dataset name and version must be non-empty, "
+                              f"got {self.name!r} / {self.version!r}")
         PackOptions(self.prefix, self.shard_size, self.max_shard_bytes)  # validates those three
 
 
@@ -141,7 +142,8 @@ def run_pipeline(sources: Sequence[Source], options: ShardOptions,
             packer.abort()
             raise
     descriptions = [s.description for s in sources]
-    report = run.report.build(out=store.url, sources=descriptions, class_space=space.id, num_classes=len(space),
+    report = run.report.build(out=store.url, sources=descriptions, class_space=space.id,
+                              num_classes=len(space),
                               shards=len(shards), total_bytes=sum(s.bytes for s in shards),
                               seconds=time.time() - started, seed=options.seed)
     if not shards:
@@ -151,7 +153,7 @@ def run_pipeline(sources: Sequence[Source], options: ShardOptions,
     labels = write_labels(store, packer.labels, len(space))
     manifest = Manifest(
         name=options.name, version=options.version,
-        created=datetime.fromtimestamp(started, timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z"),
+        created=_utc_iso(started),
         tool=f"imagenet-stream {__version__}",
         classes=ClassesInfo(space.id, space.wnids),
         num_samples=packer.num_samples,
@@ -289,8 +291,14 @@ def encode_verified(v: Verified) -> bytes:
 
 def decode_verified(data: bytes) -> Verified:
     key, wnid, source, image, sha256, source_sha256, width, height, fixes = msgpack.unpackb(data, raw=False)
-    return Verified(key=key, wnid=wnid, source=source, image=image, sha256=sha256, source_sha256=source_sha256,
-                    width=width, height=height, fixes=tuple(fixes))
+    return Verified(key=key, wnid=wnid, source=source, image=image, sha256=sha256,
+                    source_sha256=source_sha256, width=width, height=height, fixes=tuple(fixes))
+
+
+def _utc_iso(timestamp: float) -> str:
+    """``2024-01-31T12:00:00Z``."""
+    text = datetime.fromtimestamp(timestamp, timezone.utc).isoformat(timespec="seconds")
+    return text.replace("+00:00", "Z")
 
 
 _TEMP_RE = re.compile(r"\.tmp-[0-9a-f]{12}$")
@@ -306,7 +314,8 @@ def _prepare_output(store: Store, options: ShardOptions) -> None:
         store.remove(MANIFEST_NAME)  # first: from here on the old dataset no longer looks complete
         log.info("removed the old %s of %s", MANIFEST_NAME, store.url)
     ours = re.compile(rf"^{re.escape(options.prefix)}-\d{{6}}\.(tar|idx)$")
-    stale = [n for n in store.list() if n in (LABELS_NAME, REPORT_NAME) or ours.match(n) or _TEMP_RE.search(n)]
+    stale = [n for n in store.list()
+             if n in (LABELS_NAME, REPORT_NAME) or ours.match(n) or _TEMP_RE.search(n)]
     for name in stale:
         store.remove(name)
     if stale:

@@ -45,7 +45,8 @@ class ReportBuilder:
     def build(self, *, out: str, sources: list[str], class_space: str, num_classes: int,
               shards: int, total_bytes: int, seconds: float, seed: int) -> dict[str, Any]:
         """The report as a JSON-ready dict."""
-        order = [r for r in REJECT_REASONS if r in self.rejected] + sorted(set(self.rejected) - set(REJECT_REASONS))
+        order = ([r for r in REJECT_REASONS if r in self.rejected]
+                 + sorted(set(self.rejected) - set(REJECT_REASONS)))
         return {
             "out": out,
             "sources": list(sources),

@@ -96,7 +96,8 @@ def test_inspect_without_a_manifest(tmp_path: Path, capsys: pytest.CaptureFixtur
 
 
 def test_shard_refuses_to_overwrite(dataset: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
-    assert main(["shard", str(tmp_path / "src"), "--out", str(dataset), "--workers", "0", "--no-progress"]) == 2
+    args = ["shard", str(tmp_path / "src"), "--out", str(dataset), "--workers", "0", "--no-progress"]
+    assert main(args) == 2
     assert "--overwrite" in capsys.readouterr().err
     assert main(["shard", str(tmp_path / "src"), "--out", str(dataset), "--workers", "0", "--no-progress",
                  "--overwrite", "--shard-size", "100", "--max-shard-bytes", "1M"]) == 0
@@ -125,7 +126,8 @@ def test_demo_tree_has_nested_classes_and_quirks(tmp_path: Path) -> None:
 
 
 def test_demo_command(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
-    assert main(["demo", "--out", str(tmp_path), "--images-per-class", "1", "--workers", "2", "--no-progress"]) == 0
+    args = ["demo", "--out", str(tmp_path), "--images-per-class", "1", "--no-progress"]
+    assert main(args + ["--workers", "2"]) == 0
     out = capsys.readouterr().out
     report = json.loads((tmp_path / "shards" / REPORT_NAME).read_text())
     n = len(DEMO_CLASSES) + 5
@@ -136,4 +138,4 @@ def test_demo_command(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     assert "kept" in out and "quirk cmyk" in out
     assert main(["inspect", str(tmp_path / "shards"), "--verify", "--no-progress"]) == 0
     # the demo is re-runnable over its own output
-    assert main(["demo", "--out", str(tmp_path), "--images-per-class", "1", "--workers", "0", "--no-progress"]) == 0
+    assert main(args + ["--workers", "0"]) == 0

@@ -1,4 +1,4 @@
-"""The sharding pipeline end to end on real files: folder trees and tar-of-tars in, shards on disk/memory out."""
+"""The sharding pipeline end to end on real files: folder trees and tar-of-tars in, shards out."""
 from __future__ import annotations
 
 import hashlib
@@ -23,7 +23,8 @@ from imagenet_stream.synthetic import make_jpeg, make_png, truncated
 WNIDS = ("n01440764", "n01443537", "n02084071", "n02085620", "n02099601", "n02121808")
 
 
-def make_tree(root: Path, per_class: int = 6, size: tuple[int, int] = (64, 48)) -> dict[str, tuple[str, bytes]]:
+def make_tree(root: Path, per_class: int = 6,
+              size: tuple[int, int] = (64, 48)) -> dict[str, tuple[str, bytes]]:
     """ROOT/<wnid>/<wnid>_<n>.JPEG; returns key -> (wnid, bytes)."""
     files: dict[str, tuple[str, bytes]] = {}
     for c, wnid in enumerate(WNIDS):
@@ -44,7 +45,8 @@ def read_dataset(url: str, storage_options: dict | None = None) -> dict[str, tup
     for entry in manifest.shards:
         for key, members in iter_samples(store.read(entry.name), entry.name):
             assert key not in out, f"{key} is in {out.get(key, (0, 0, 0, ''))[3]} and {entry.name}"
-            out[key] = (decode_label(members["cls"]), decode_meta(members["msgpack"]), members["jpg"], entry.name)
+            out[key] = (decode_label(members["cls"]), decode_meta(members["msgpack"]), members["jpg"],
+                        entry.name)
     return out
 
 
@@ -118,7 +120,8 @@ def test_same_bytes_for_any_worker_count(tmp_path: Path) -> None:
     (src / WNIDS[2] / "cmyk.JPEG").write_bytes(make_jpeg(40, 30, seed=7, mode="CMYK"))
     results = {w: shard([str(src)], options(str(tmp_path / f"w{w}"), workers=w, seed=3, mtime=1_700_000_000))
                for w in (0, 2)}
-    shards = {w: [(s.name, s.bytes, s.sha256, s.index_sha256) for s in r.manifest.shards] for w, r in results.items()}
+    shards = {w: [(s.name, s.bytes, s.sha256, s.index_sha256) for s in r.manifest.shards]
+              for w, r in results.items()}
     assert shards[0] == shards[2] and len(shards[0]) == 4
     assert results[0].manifest.labels == results[2].manifest.labels
     assert results[0].report["rejected"] == results[2].report["rejected"]
@@ -199,7 +202,8 @@ def test_custom_class_file(tmp_path: Path) -> None:
     space_file.write_text("\n".join(reversed(WNIDS)) + "\n")
     result = shard([str(src)], options(str(tmp_path / "ds")))
     custom = shard([str(src)], options(str(tmp_path / "ds2"), classes=str(space_file)))
-    assert custom.manifest.classes.space == "custom:mine" and custom.manifest.classes.wnids == tuple(reversed(WNIDS))
+    assert custom.manifest.classes.space == "custom:mine"
+    assert custom.manifest.classes.wnids == tuple(reversed(WNIDS))
     got = read_dataset(str(tmp_path / "ds2"))
     assert all(label == len(WNIDS) - 1 - WNIDS.index(meta["wnid"]) for label, meta, _, _ in got.values())
     assert result.manifest.num_samples == custom.manifest.num_samples == len(WNIDS)
@@ -259,7 +263,8 @@ def test_stream_and_folder_give_the_same_samples(tmp_path: Path) -> None:
 def test_byte_limit_closes_shards(tmp_path: Path) -> None:
     make_tree(tmp_path / "src", per_class=4, size=(160, 120))
     limit = 64 * 1024
-    result = shard([str(tmp_path / "src")], options(str(tmp_path / "ds"), shard_size=1000, max_shard_bytes=limit))
+    result = shard([str(tmp_path / "src")],
+                   options(str(tmp_path / "ds"), shard_size=1000, max_shard_bytes=limit))
     assert len(result.manifest.shards) > 1
     assert all(s.bytes <= limit for s in result.manifest.shards)
     assert result.manifest.num_samples == 24
@@ -276,7 +281,8 @@ def test_refuses_to_overwrite_a_dataset(tmp_path: Path) -> None:
     result = shard([str(tmp_path / "src")], options(out, shard_size=100, overwrite=True))
     assert len(result.manifest.shards) == 1
     # stale shards of the replaced dataset are gone
-    assert sorted(p.name for p in (tmp_path / "ds").glob("train-*")) == ["train-000000.idx", "train-000000.tar"]
+    left = sorted(p.name for p in (tmp_path / "ds").glob("train-*"))
+    assert left == ["train-000000.idx", "train-000000.tar"]
 
 
 def test_nothing_kept_writes_report_but_no_manifest(tmp_path: Path) -> None:

@@ -26,7 +26,8 @@ META = {"wnid": "n01440764", "source": "s", "sha256": "00", "width": 1, "height"
 
 def verified(key: str, data: bytes, wnid: str = "n01440764") -> Verified:
     digest = hashlib.sha256(data).hexdigest()
-    return Verified(key=key, wnid=wnid, source=f"src/{key}.JPEG", image=data, sha256=digest, source_sha256=digest,
+    return Verified(key=key, wnid=wnid, source=f"src/{key}.JPEG", image=data, sha256=digest,
+                    source_sha256=digest,
                     width=3, height=2)
 
 
@@ -85,7 +86,8 @@ def test_packer_limits(tmp_path_factory, sizes: list[int], shard_size: int, max_
         assert 1 <= entry.num_samples <= shard_size
         # over the byte limit only when a single sample alone is larger
         assert entry.bytes <= max_bytes or entry.num_samples == 1
-        assert entry.bytes == closed_tar_bytes(sum(sample_tar_bytes(s) for s in samples[pos:pos + entry.num_samples]))
+        in_shard = samples[pos:pos + entry.num_samples]
+        assert entry.bytes == closed_tar_bytes(sum(sample_tar_bytes(s) for s in in_shard))
         assert [k for k, _ in iter_samples(data)] == [s.key for s in samples[pos:pos + entry.num_samples]]
         pos += entry.num_samples
     assert sorted(p.name for p in root.iterdir() if p.is_file()) == []  # staged files removed

@@ -16,7 +16,8 @@ WNIDS = ("n01440764", "n01443537", "n02084071")
 
 def entry(i: int, n: int) -> ShardEntry:
     name = shard_name("train", i)
-    return ShardEntry(name, n, 1000 + i, hashlib.sha256(name.encode()).hexdigest(), index_name(name), 77, "cd" * 32)
+    digest = hashlib.sha256(name.encode()).hexdigest()
+    return ShardEntry(name, n, 1000 + i, digest, index_name(name), 77, "cd" * 32)
 
 
 def manifest(**kw) -> Manifest:
@@ -77,6 +78,7 @@ def test_size_at_imagenet21k_scale() -> None:
     counts = [650] * len(space)
     counts[0] += 14_200_000 - sum(counts)
     m = Manifest(name="imagenet21k", version="1", created="2024-01-01T00:00:00Z", tool="t",
-                 classes=ClassesInfo("in21k", space.wnids), num_samples=14_200_000, class_counts=tuple(counts),
+                 classes=ClassesInfo("in21k", space.wnids), num_samples=14_200_000,
+                 class_counts=tuple(counts),
                  shards=shards)
     assert len(m.to_json()) < 5_000_000

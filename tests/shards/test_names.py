@@ -7,7 +7,8 @@ from hypothesis import strategies as st
 from webdataset.tariterators import base_plus_ext
 
 from imagenet_stream.errors import ManifestError
-from imagenet_stream.shards import dedupe_key, index_name, is_valid_key, key_from_source, shard_name, split_member
+from imagenet_stream.shards import (dedupe_key, index_name, is_valid_key, key_from_source, shard_name,
+                                    split_member)
 from imagenet_stream.shards.names import MAX_KEY_LENGTH
 
 

@@ -41,8 +41,11 @@ def test_bad_labels(bad: bytes) -> None:
         decode_label(bad)
 
 
-@given(st.dictionaries(st.text(max_size=10), st.one_of(st.integers(-2**63, 2**63 - 1), st.text(), st.binary(),
-                                                         st.lists(st.text(max_size=5), max_size=3)), max_size=8))
+VALUES = st.one_of(st.integers(-2**63, 2**63 - 1), st.text(), st.binary(),
+                   st.lists(st.text(max_size=5), max_size=3))
+
+
+@given(st.dictionaries(st.text(max_size=10), VALUES, max_size=8))
 def test_meta_round_trip(meta: dict) -> None:
     assert decode_meta(encode_meta(meta)) == meta
 

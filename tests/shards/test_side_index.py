@@ -16,7 +16,8 @@ def make_index(sizes: list[int], labels: list[int]) -> SideIndex:
     offsets = np.concatenate([[0], np.cumsum([512 * 4 + s for s in sizes])]).astype(np.uint64)
     return SideIndex(shard="train-000000.tar", keys=tuple(f"k{i}" for i in range(n)),
                      labels=np.asarray(labels, dtype=np.uint32), offsets=offsets,
-                     image_offsets=offsets[:-1] + np.uint64(512), image_sizes=np.asarray(sizes, dtype=np.uint32))
+                     image_offsets=offsets[:-1] + np.uint64(512),
+                     image_sizes=np.asarray(sizes, dtype=np.uint32))
 
 
 @given(st.lists(st.tuples(st.integers(0, 2**31), st.integers(0, 2**32 - 1)), max_size=50))
@@ -37,9 +38,11 @@ def test_byte_range() -> None:
 def test_shape_and_order_validation() -> None:
     index = make_index([10, 20], [0, 1])
     with pytest.raises(ManifestError, match="labels"):
-        SideIndex(index.shard, index.keys, index.labels[:1], index.offsets, index.image_offsets, index.image_sizes)
+        SideIndex(index.shard, index.keys, index.labels[:1], index.offsets, index.image_offsets,
+                  index.image_sizes)
     with pytest.raises(ManifestError, match="offsets"):
-        SideIndex(index.shard, index.keys, index.labels, index.offsets[:2], index.image_offsets, index.image_sizes)
+        SideIndex(index.shard, index.keys, index.labels, index.offsets[:2], index.image_offsets,
+                  index.image_sizes)
     with pytest.raises(ManifestError, match="not increasing"):
         SideIndex(index.shard, index.keys, index.labels, index.offsets[::-1].copy(), index.image_offsets,
                   index.image_sizes)

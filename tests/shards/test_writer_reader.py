@@ -12,8 +12,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from imagenet_stream.errors import ShardIntegrityError
-from imagenet_stream.shards import (Sample, ShardWriter, decode_label, decode_meta, group_samples, iter_members,
-                                    iter_samples, slice_images)
+from imagenet_stream.shards import (Sample, ShardWriter, decode_label, decode_meta, group_samples,
+                                    iter_members, iter_samples, slice_images)
 
 
 def meta(i: int) -> dict:
@@ -31,12 +31,13 @@ def write(images: list[bytes], labels: list[int], mtime: int = 1_700_000_000) ->
 
 
 @settings(max_examples=40, deadline=None)
-@given(st.lists(st.tuples(st.binary(min_size=0, max_size=3000), st.integers(0, 30000)), min_size=1, max_size=12))
+@given(st.lists(st.tuples(st.binary(max_size=3000), st.integers(0, 30000)), min_size=1, max_size=12))
 def test_offsets_point_at_each_sample(rows: list[tuple[bytes, int]]) -> None:
     images, labels = [r[0] for r in rows], [r[1] for r in rows]
     data, info = write(images, labels)
     side = info.side_index
-    assert (info.bytes, info.sha256, info.num_samples) == (len(data), hashlib.sha256(data).hexdigest(), len(rows))
+    assert (info.bytes, info.sha256) == (len(data), hashlib.sha256(data).hexdigest())
+    assert info.num_samples == len(rows)
     assert side.labels.tolist() == labels and side.keys == tuple(f"key_{i}" for i in range(len(rows)))
     with tarfile.open(fileobj=io.BytesIO(data)) as tar:
         members = tar.getmembers()
