@@ -69,7 +69,7 @@ def run(args: argparse.Namespace) -> int:
     except NothingKeptError as exc:
         print(format_report(exc.report))
         return fail(str(exc), 1)
-    except ImageNetStreamError as exc:
+    except (ImageNetStreamError, OSError) as exc:
         return fail(str(exc))
     print_report(result)
     return 0

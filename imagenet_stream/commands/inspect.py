@@ -67,7 +67,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         store = Store(args.url, parse_storage_options(args.storage_options))
         manifest = load_manifest(store)
-    except ImageNetStreamError as exc:
+    except (ImageNetStreamError, OSError, ValueError) as exc:  # ValueError: an unknown URL protocol
         return fail(str(exc))
     print(summarize(manifest, args.url))
     if not args.verify:
@@ -80,7 +80,7 @@ def run(args: argparse.Namespace) -> int:
                    dynamic_ncols=True)
     try:
         problems = check_dataset(store, manifest, on_shard=(lambda _entry: bar.update(1)) if bar else None)
-    except ImageNetStreamError as exc:
+    except (ImageNetStreamError, OSError) as exc:
         return fail(f"verification stopped: {exc}", 1)
     finally:
         if bar is not None:

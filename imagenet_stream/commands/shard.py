@@ -93,7 +93,7 @@ def shard_and_report(specs: list[str], args: argparse.Namespace, out: str) -> Sh
     except NothingKeptError as exc:
         print(format_report(exc.report))
         return fail(str(exc), 1)
-    except ImageNetStreamError as exc:
+    except (ImageNetStreamError, OSError) as exc:
         return fail(str(exc))
     print(format_report(result.report))
     return result

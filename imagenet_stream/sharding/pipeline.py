@@ -123,7 +123,10 @@ def run_pipeline(sources: Sequence[Source], options: ShardOptions,
     """Shard ``sources`` into ``options.out``; return the manifest and the report."""
     if not sources:
         raise SourceError("no sources given")
-    store = Store(options.out, options.storage_options)
+    try:
+        store = Store(options.out, options.storage_options)
+    except (ValueError, ImportError) as exc:  # unknown protocol, missing fsspec backend
+        raise ConfigError(f"cannot open output {options.out!r}: {exc}") from exc
     _prepare_output(store, options)
     started = time.time()
     space = load_space(options.classes) if options.classes else None

@@ -9,7 +9,7 @@ import pytest
 
 from imagenet_stream.cli import main
 from imagenet_stream.sharding.check import check_dataset, load_manifest
-from imagenet_stream.sharding.demo_tree import DEMO_CLASSES, make_demo_tree
+from imagenet_stream.sharding.demo_tree import DEMO_CLASSES
 from imagenet_stream.shards import MANIFEST_NAME, REPORT_NAME, Manifest, SideIndex
 from imagenet_stream.storage import Store
 from imagenet_stream.synthetic import make_jpeg
@@ -116,19 +116,17 @@ def test_shard_reports_a_bad_source(tmp_path: Path, capsys: pytest.CaptureFixtur
     assert "does not exist" in capsys.readouterr().err
 
 
-def test_demo_tree_has_nested_classes_and_quirks(tmp_path: Path) -> None:
-    tree = make_demo_tree(tmp_path, images_per_class=1)
-    assert len(tree.wnids) == len(DEMO_CLASSES) >= 20
-    assert {"n02084071", "n02085620", "n02099601", "n02110958", "n02121808", "n02123045"} <= set(tree.wnids)
-    assert tree.images == len(DEMO_CLASSES) + 5
-    assert (tmp_path / tree.quirks["empty"]).stat().st_size == 0
-    assert (tmp_path / tree.quirks["png_named_jpeg"]).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-
-
 def test_demo_command(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     args = ["demo", "--out", str(tmp_path), "--images-per-class", "1", "--no-progress"]
     assert main(args + ["--workers", "2"]) == 0
     out = capsys.readouterr().out
+    tree = tmp_path / "tree"
+    wnids = {p.name for p in tree.iterdir()}
+    assert len(wnids) == len(DEMO_CLASSES) >= 20
+    # nested classes: dog and domestic cat next to some of their breeds
+    assert {"n02084071", "n02085620", "n02099601", "n02110958", "n02121808", "n02123045"} <= wnids
+    assert (tree / "n02123045" / "n02123045_10004.JPEG").stat().st_size == 0
+    assert (tree / "n02085620" / "n02085620_10002.JPEG").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     report = json.loads((tmp_path / "shards" / REPORT_NAME).read_text())
     n = len(DEMO_CLASSES) + 5
     assert report["seen"] == n and report["kept"] == n - 3  # empty, truncated, duplicate
@@ -139,3 +137,11 @@ def test_demo_command(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     assert main(["inspect", str(tmp_path / "shards"), "--verify", "--no-progress"]) == 0
     # the demo is re-runnable over its own output
     assert main(args + ["--workers", "0"]) == 0
+
+
+def test_unknown_output_protocol(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    (tmp_path / "src" / "n01440764").mkdir(parents=True)
+    (tmp_path / "src" / "n01440764" / "a.JPEG").write_bytes(make_jpeg(20, 20))
+    assert main(["shard", str(tmp_path / "src"), "--out", "nosuchproto://x", "--no-progress"]) == 2
+    assert "cannot open output 'nosuchproto://x'" in capsys.readouterr().err
+    assert main(["inspect", "nosuchproto://x"]) == 2

@@ -311,3 +311,24 @@ def test_labels_bin_matches_side_indexes(tmp_path: Path) -> None:
 def test_invalid_options(bad: dict) -> None:
     with pytest.raises(ValueError):
         ShardOptions(out="memory://x", **bad)
+
+
+def test_stream_rejects_wnids_outside_the_space(tmp_path: Path) -> None:
+    keys = _tar_of_tars(tmp_path / "train.tar", per_class=2)
+    with tarfile.open(tmp_path / "train.tar", "a") as outer:  # a synset in no standard space
+        buf = io.BytesIO()
+        with tarfile.open(fileobj=buf, mode="w") as inner:
+            data = make_jpeg(40, 30, seed=4242)
+            info = tarfile.TarInfo("n99999999_1.JPEG")
+            info.size = len(data)
+            inner.addfile(info, io.BytesIO(data))
+        info = tarfile.TarInfo("n99999999.tar")
+        info.size = buf.tell()
+        buf.seek(0)
+        outer.addfile(info, buf)
+    chosen = shard([str(tmp_path / "train.tar")], options(str(tmp_path / "a")))  # space chosen after the spool
+    assert chosen.manifest.classes.space == "in21k" and chosen.manifest.num_samples == len(keys)
+    assert chosen.report["rejected"]["unknown_class"]["examples"][0]["key"] == "n99999999_1"
+    given = shard([str(tmp_path / "train.tar")], options(str(tmp_path / "b"), classes="in1k"))  # known up front
+    assert given.report["rejected"]["unknown_class"]["count"] == 2 * 2 + 1  # dog, cat and n99999999
+    assert given.manifest.num_samples == len(keys) - 4
