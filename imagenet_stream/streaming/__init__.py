@@ -1,0 +1,28 @@
+"""Streaming half: plan (pure), read shards, decode, and the ``ImageNetStream`` IterableDataset.
+
+Names are imported lazily so that ``imagenet_stream.streaming.plan`` (pure, no torch) stays cheap.
+"""
+from __future__ import annotations
+
+from importlib import import_module
+from typing import Any
+
+_EXPORTS = {
+    "ImageNetStream": "imagenet_stream.streaming.dataset",
+    "ShardCache": "imagenet_stream.streaming.cache",
+    "ShardReader": "imagenet_stream.streaming.reader",
+    "ShardInfo": "imagenet_stream.streaming.reader",
+    "ClassSubset": "imagenet_stream.streaming.classes",
+    "resolve_classes": "imagenet_stream.streaming.classes",
+    "detect_world": "imagenet_stream.streaming.world",
+    "COUNTERS": "imagenet_stream.streaming.shared",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(import_module(module), name)

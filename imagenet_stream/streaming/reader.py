@@ -13,6 +13,7 @@ bytes end early (truncated) loses only the samples past its end: they are skippe
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import queue
@@ -209,13 +210,12 @@ class ShardReader:
         try:
             yield from self._consume(windows, ranges)
         finally:
+            # The producer sees ``stop`` within 0.1 s (or after its current fetch) and exits; it is
+            # not joined, so closing never blocks (not even at interpreter shutdown).
             stop.set()
-            while thread.is_alive():  # unblock a producer waiting on a full queue
-                try:
-                    ranges.get(timeout=0.05)
-                except queue.Empty:
-                    pass
-            thread.join()
+            with contextlib.suppress(queue.Empty):
+                while True:
+                    ranges.get_nowait()
 
     def _produce(self, windows: Sequence[tuple[np.ndarray, np.ndarray]], out: queue.Queue,
                  stop: threading.Event) -> None:

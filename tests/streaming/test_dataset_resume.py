@@ -1,0 +1,117 @@
+"""Mid-epoch resumption: state_dict(samples_seen=n) + load_state_dict in a fresh dataset yields exactly
+the batches an uninterrupted run yields next; torchdata's StatefulDataLoader when installed."""
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from torch.utils.data import DataLoader
+
+from imagenet_stream.errors import PlanError
+from imagenet_stream.streaming import ImageNetStream
+
+B = 4
+
+
+def stream(url: str, **kw) -> ImageNetStream:
+    return ImageNetStream(url, **{"size": 32, "batch_size": B, "return_keys": True, "seed": 5, **kw})
+
+
+def batches(ds: ImageNetStream, num_workers: int, **kw) -> list[list[str]]:
+    return [list(keys) for _, _, keys in DataLoader(ds, batch_size=B, num_workers=num_workers, **kw)]
+
+
+@pytest.mark.filterwarnings("ignore:This DataLoader will create 3 worker processes")
+@pytest.mark.parametrize("num_workers,k", [(0, 4), (2, 5), (2, 6), (3, 7)])
+def test_resume_after_k_batches_yields_the_uninterrupted_tail(small_ds, num_workers: int, k: int) -> None:
+    full_ds = stream(small_ds.url)
+    full_ds.set_epoch(2)
+    full = batches(full_ds, num_workers)
+
+    interrupted = stream(small_ds.url)
+    interrupted.set_epoch(2)
+    loader = iter(DataLoader(interrupted, batch_size=B, num_workers=num_workers))
+    head = [list(next(loader)[2]) for _ in range(k)]
+    assert head == full[:k]
+    state = json.loads(json.dumps(interrupted.state_dict(samples_seen=k * B)))  # JSON-serializable
+    del loader
+
+    resumed = stream(small_ds.url)
+    resumed.load_state_dict(state)
+    resumed.set_epoch(2)  # the usual training loop calls it again: the resume survives
+    assert len(resumed) == 60 - k * B
+    tail = batches(resumed, num_workers)
+    assert tail == full[k:]
+    # decodes no skipped sample, and reads only the windows the tail needs
+    assert resumed.stats()["samples_yielded"] == 60 - k * B
+    resumed.set_epoch(3)  # the following epoch starts from its beginning
+    assert len(resumed) == 60
+    assert sorted(sum(batches(resumed, num_workers), [])) == sorted(small_ds.all_keys)
+
+
+def test_resume_with_persistent_workers_applies_once(small_ds) -> None:
+    full = batches(stream(small_ds.url), 2)
+    ds = stream(small_ds.url)
+    ds.load_state_dict(stream(small_ds.url).state_dict(samples_seen=3 * B))
+    loader = DataLoader(ds, batch_size=B, num_workers=2, persistent_workers=True)
+    assert [list(b[2]) for b in loader] == full[3:]
+    assert [list(b[2]) for b in loader] == full  # same epoch again: the resume was consumed
+    ds.set_epoch(1)
+    assert sorted(k for b in loader for k in b[2]) == sorted(small_ds.all_keys)
+
+
+def test_resume_at_the_end_of_the_epoch_yields_nothing(small_ds) -> None:
+    ds = stream(small_ds.url)
+    ds.load_state_dict(stream(small_ds.url).state_dict(samples_seen=60))
+    assert batches(ds, 2) == []
+
+
+@pytest.mark.filterwarnings("ignore:This DataLoader will create 3 worker processes")
+def test_resume_with_another_worker_count_is_refused(small_ds) -> None:
+    ds = stream(small_ds.url)
+    it = iter(DataLoader(ds, batch_size=B, num_workers=2))
+    next(it)
+    state = ds.state_dict(samples_seen=B)
+    assert state["num_workers"] == 2
+    del it
+    fresh = stream(small_ds.url)
+    fresh.load_state_dict(state)
+    it = iter(DataLoader(fresh, batch_size=B, num_workers=3))
+    try:
+        with pytest.raises(PlanError, match="num_workers=2"):
+            next(it)
+    finally:
+        it._shutdown_workers()  # torch's own cleanup after a worker error is slow when left to gc
+
+
+def test_iterator_state_protocol_round_trip(small_ds) -> None:
+    """state_dict() without samples_seen: the Stateful protocol, resumable in the same process."""
+    ds = stream(small_ds.url)
+    it = iter(ds)
+    head = [next(it)[2] for _ in range(13)]
+    state = ds.state_dict()
+    assert state["position"] == 13
+    rest = [k for _, _, k in it]
+    other = stream(small_ds.url)
+    other.load_state_dict(json.loads(json.dumps(state)))
+    assert [k for _, _, k in other] == rest
+    assert len(head) + len(rest) == 60
+
+
+@pytest.mark.filterwarnings("ignore:'set_vital' is deprecated")
+@pytest.mark.parametrize("num_workers", [0, 2])
+def test_torchdata_stateful_dataloader(small_ds, num_workers: int) -> None:
+    stateful = pytest.importorskip("torchdata.stateful_dataloader")
+    full = batches(stream(small_ds.url), num_workers)
+    loader = stateful.StatefulDataLoader(stream(small_ds.url), batch_size=B, num_workers=num_workers)
+    it = iter(loader)
+    head = [list(next(it)[2]) for _ in range(5)]
+    state = loader.state_dict()
+    del it
+    dataset = stream(small_ds.url)
+    resumed = stateful.StatefulDataLoader(dataset, batch_size=B, num_workers=num_workers)
+    resumed.load_state_dict(state)
+    assert head + [list(b[2]) for b in resumed] == full
+    assert dataset.stats()["samples_yielded"] == 60 - 5 * B  # our state was used: no fast-forward
+    assert torch.is_tensor(next(iter(resumed))[0])
