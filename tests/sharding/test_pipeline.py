@@ -326,9 +326,11 @@ def test_stream_rejects_wnids_outside_the_space(tmp_path: Path) -> None:
         info.size = buf.tell()
         buf.seek(0)
         outer.addfile(info, buf)
-    chosen = shard([str(tmp_path / "train.tar")], options(str(tmp_path / "a")))  # space chosen after the spool
+    # the class space is chosen after the spool
+    chosen = shard([str(tmp_path / "train.tar")], options(str(tmp_path / "a")))
     assert chosen.manifest.classes.space == "in21k" and chosen.manifest.num_samples == len(keys)
     assert chosen.report["rejected"]["unknown_class"]["examples"][0]["key"] == "n99999999_1"
-    given = shard([str(tmp_path / "train.tar")], options(str(tmp_path / "b"), classes="in1k"))  # known up front
+    # the class space is known up front
+    given = shard([str(tmp_path / "train.tar")], options(str(tmp_path / "b"), classes="in1k"))
     assert given.report["rejected"]["unknown_class"]["count"] == 2 * 2 + 1  # dog, cat and n99999999
     assert given.manifest.num_samples == len(keys) - 4

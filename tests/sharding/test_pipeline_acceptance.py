@@ -107,3 +107,20 @@ def test_killed_run_leaves_no_manifest(in1k_tree: Path, tmp_path: Path) -> None:
     assert main(cmd[3:] + ["--workers", "2"]) == 0
     _check_in1k(str(out), None)
     assert not [p for p in out.iterdir() if ".tmp-" in p.name]
+
+
+def test_s3_options_from_fsspec_environment(tmp_path: Path, s3_endpoint: str, s3_bucket: str) -> None:
+    """No --storage-options: the endpoint comes from fsspec's env config, the keys from AWS_* variables."""
+    src = tmp_path / "src" / "n01440764"
+    src.mkdir(parents=True)
+    for n in range(3):
+        (src / f"n01440764_{n}.JPEG").write_bytes(make_jpeg(32, 24, seed=n))
+    env = dict(os.environ, FSSPEC_S3_ENDPOINT_URL=s3_endpoint, AWS_ACCESS_KEY_ID="testing",
+               AWS_SECRET_ACCESS_KEY="testing")
+    url = f"s3://{s3_bucket}/env-ds"
+    cmd = [sys.executable, "-m", "imagenet_stream.cli", "shard", str(tmp_path / "src"), "--out", url,
+           "--workers", "0", "--no-progress"]
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    s3_options = {"key": "testing", "secret": "testing", "client_kwargs": {"endpoint_url": s3_endpoint}}
+    assert load_manifest(Store(url, s3_options)).num_samples == 3
