@@ -106,6 +106,11 @@ class ImageNetStream(IterableDataset):
         self._transform = build_transform(transform, size)
         self._storage_options = dict(storage_options or {})
         self._cache = ShardCache(cache_dir, cache_limit) if cache_dir is not None else None
+        self._shared = SharedState()
+        self._proc: tuple[int, Store, ShardReader, Counter] | None = None  # per process, never pickled
+        self._iter_state: dict[str, Any] | None = None   # this process's current iterator (Stateful)
+        self._pending_iter: dict[str, Any] | None = None  # from load_state_dict(iterator state)
+        self._logged: set[str] = set()
 
         if is_brace_pattern(url):
             self._source: Source = brace_source(url, self._storage_options)
@@ -127,11 +132,6 @@ class ImageNetStream(IterableDataset):
             self.classes = list(subset.wnids)
         self.num_classes = len(self.classes) if self.classes is not None else self._source.num_classes
 
-        self._shared = SharedState()
-        self._proc: tuple[int, Store, ShardReader, Counter] | None = None  # per process, never pickled
-        self._iter_state: dict[str, Any] | None = None   # this process's current iterator (Stateful)
-        self._pending_iter: dict[str, Any] | None = None  # from load_state_dict(iterator state)
-        self._logged: set[str] = set()
 
     # -- pickling into DataLoader workers -----------------------------------------------------------
     def __getstate__(self) -> dict[str, Any]:
