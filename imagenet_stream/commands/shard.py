@@ -45,7 +45,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="pre-resize so the shorter side is at most N px (FFCV-style)")
     p.add_argument("--quality", type=int, default=90, help="JPEG quality of re-encoded images (default 90)")
     p.add_argument("--name", default="imagenet", help="dataset name in the manifest (default imagenet)")
-    p.add_argument("--version", dest="dataset_version", default="1", help="dataset version (default 1)")
+    p.add_argument("--version", dest="dataset_version", metavar="VERSION", default="1",
+                   help="dataset version (default 1)")
     p.add_argument("--prefix", default="train", help="shard name prefix: PREFIX-NNNNNN.tar (default train)")
     p.add_argument("--tmp-dir", help="local scratch space for shards in progress and the stream spool "
                                      "(default: the system temp dir)")

@@ -334,3 +334,15 @@ def test_stream_rejects_wnids_outside_the_space(tmp_path: Path) -> None:
     given = shard([str(tmp_path / "train.tar")], options(str(tmp_path / "b"), classes="in1k"))
     assert given.report["rejected"]["unknown_class"]["count"] == 2 * 2 + 1  # dog, cat and n99999999
     assert given.manifest.num_samples == len(keys) - 4
+
+
+def test_resize_short_side(tmp_path: Path) -> None:
+    make_tree(tmp_path / "src", per_class=1, size=(96, 64))
+    result = shard([str(tmp_path / "src")], options(str(tmp_path / "ds"), resize_short_side=32, quality=80))
+    got = read_dataset(str(tmp_path / "ds"))
+    from PIL import Image
+    for _, meta, image, _ in got.values():
+        assert (meta["width"], meta["height"]) == (48, 32) and "resized" in meta["fixes"]
+        with Image.open(io.BytesIO(image)) as im:
+            assert im.size == (48, 32)
+    assert result.report["fixes"] == {"resized": len(WNIDS)}
