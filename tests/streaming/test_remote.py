@@ -1,0 +1,95 @@
+"""Remote datasets: s3:// through moto's server, http:// through a local server (plus a flaky and a
+failing one), each compared with the local folder."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from torch.utils.data import DataLoader
+
+from imagenet_stream.errors import StorageError
+from imagenet_stream.storage import Store
+from imagenet_stream.streaming import ImageNetStream
+from imagenet_stream.streaming.reader import ShardReader
+from imagenet_stream.streaming.sources import manifest_source
+
+B = 4
+
+
+def keys(ds: ImageNetStream, num_workers: int) -> list[str]:
+    return [k for _, _, batch in DataLoader(ds, batch_size=B, num_workers=num_workers) for k in batch]
+
+
+def stream(url: str, **kw) -> ImageNetStream:
+    return ImageNetStream(url, **{"size": 32, "batch_size": B, "return_keys": True, "seed": 11, **kw})
+
+
+@pytest.fixture
+def s3_ds(small_ds, s3_bucket: str, s3_options: dict) -> str:
+    """The small dataset copied to the moto S3 server; yields its s3:// URL."""
+    remote = Store(f"s3://{s3_bucket}/small", s3_options)
+    for path in sorted(Path(small_ds.url).iterdir()):
+        remote.write_atomic(path.name, path.read_bytes())
+    return remote.url
+
+
+def test_s3_streams_the_same_keys_in_the_same_order_as_the_local_folder(small_ds, s3_ds, s3_options, tmp_path) -> None:
+    local = keys(stream(small_ds.url), 2)
+    direct = stream(s3_ds, storage_options=s3_options)
+    assert keys(direct, 2) == local
+    assert direct.stats()["bytes_read"] > 0 and direct.stats()["cache_misses"] == 0
+
+    cached = stream(s3_ds, storage_options=s3_options, cache_dir=str(tmp_path / "cache"))
+    assert keys(cached, 2) == local
+    first = cached.stats()
+    assert first["cache_misses"] == 6 + 6  # every shard and side index, downloaded once
+    assert first["bytes_read"] == sum(s.bytes + s.index_bytes for s in small_ds.manifest.shards)
+    cached.set_epoch(1)
+    assert sorted(keys(cached, 0)) == sorted(local)
+    second = cached.stats()
+    assert second["bytes_read"] == first["bytes_read"]  # epoch 1 came from the cache
+    assert second["cache_hits"] > first["cache_hits"]
+
+
+def test_s3_cache_limit_evicts_but_keeps_streaming_correctly(small_ds, s3_ds, s3_options, tmp_path) -> None:
+    limit = 2 * max(s.bytes for s in small_ds.manifest.shards)
+    ds = stream(s3_ds, storage_options=s3_options, cache_dir=str(tmp_path / "cache"), cache_limit=limit, shuffle=False)
+    assert keys(ds, 0) == small_ds.all_keys
+    cached = [p for p in (tmp_path / "cache").iterdir() if not p.name.startswith(".")]
+    assert sum(p.stat().st_size for p in cached) <= limit
+
+
+def test_http_streams_the_same_keys_as_the_local_folder(small_ds, httpserver) -> None:
+    local = keys(stream(small_ds.url), 2)
+    with httpserver.serve(small_ds.url) as (base, log):
+        ds = stream(base)
+        assert keys(ds, 2) == local
+        assert keys(stream(base, shuffle=False), 0) == small_ds.all_keys
+    assert all(done for *_, done in log.gets)
+
+
+def test_flaky_http_reads_are_retried_and_resume_at_the_byte_offset(small_ds, httpserver) -> None:
+    with httpserver.serve(small_ds.url, flaky=True) as (base, log):
+        store = Store(base, backoff=0.01)
+        shards = manifest_source(store).shards  # index.json: fails once, then retried
+        reader = ShardReader(store, shards, chunk_size=4096, merge_gap=0)
+        order = np.arange(10)
+        got = list(reader.read([(np.full(10, 3), order)]))
+    assert [s.key for s in got] == list(small_ds.keys[3])
+    assert all(bytes(s.data) == small_ds.images[s.key] for s in got)
+    tar = [(start, end, done) for name, start, end, done in log.gets if name == "train-000003.tar"]
+    failed = [(s, e) for s, e, done in tar if not done]
+    succeeded = [(s, e) for s, e, done in tar if done]
+    assert failed and sorted(failed) == sorted(succeeded)  # every chunk failed once, then was retried once
+    starts = [s for s, _ in succeeded]
+    assert starts == sorted(starts) and all(e == s2 for (_, e), (s2, _) in zip(succeeded, succeeded[1:]))
+    assert len(succeeded) > 1  # the shard range took several chunks: a failure never restarted it
+
+
+def test_a_persistently_failing_shard_raises_an_error_naming_it(small_ds, httpserver) -> None:
+    with httpserver.serve(small_ds.url, fail="train-000002.tar") as (base, _):
+        store = Store(base, retries=2, backoff=0.01)
+        reader = ShardReader(store, manifest_source(store).shards)
+        with pytest.raises(StorageError, match="train-000002.tar"):
+            list(reader.read([(np.array([0, 2]), np.array([0, 0]))]))
