@@ -1,0 +1,108 @@
+"""Real multi-process DDP: ranks are separate processes (RANK/WORLD_SIZE set as torchrun does), with and
+without a torch.distributed gloo group, each with a DataLoader of 2 workers."""
+from __future__ import annotations
+
+import collections
+import json
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from torch.utils.data import DataLoader
+
+from imagenet_stream.storage import Store
+from imagenet_stream.streaming import ImageNetStream
+
+WORKER = str(Path(__file__).resolve().parent / "ddp_worker.py")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def launch(world_size: int, cfg: dict, tmp_path: Path, *, gloo: bool) -> list[dict]:
+    """Run ``world_size`` rank processes of ddp_worker.py; return their JSON results by rank."""
+    port = free_port()
+    procs = []
+    for rank in range(world_size):
+        env = {**os.environ, "RANK": str(rank), "WORLD_SIZE": str(world_size), "LOCAL_RANK": str(rank),
+               "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port), "OMP_NUM_THREADS": "1"}
+        rank_cfg = {**cfg, "out": str(tmp_path / f"rank{rank}-of-{world_size}.json"), "gloo": gloo}
+        procs.append(subprocess.Popen([sys.executable, WORKER, json.dumps(rank_cfg)], env=env,
+                                      stdout=subprocess.PIPE, stderr=subprocess.STDOUT))
+    for rank, proc in enumerate(procs):
+        output, _ = proc.communicate(timeout=300)
+        assert proc.returncode == 0, f"rank {rank} failed:\n{output.decode(errors='replace')[-4000:]}"
+    return [json.loads((tmp_path / f"rank{r}-of-{world_size}.json").read_text()) for r in range(world_size)]
+
+
+def flat_keys(batches: list) -> list[str]:
+    return [key for batch in batches for key, _ in batch]
+
+
+@pytest.mark.parametrize("world_size", [2, 3])
+def test_gloo_ranks_with_two_workers_each_see_every_sample_once(small_ds, tmp_path, world_size: int) -> None:
+    cfg = {"url": small_ds.url, "size": 32, "batch_size": 4, "num_workers": 2, "seed": 1, "epochs": [0]}
+    results = launch(world_size, cfg, tmp_path, gloo=True)
+    per_rank = [flat_keys(r["epochs"]["0"]) for r in results]
+    share = 60 // world_size
+    assert [len(keys) for keys in per_rank] == [share] * world_size
+    assert [r["len"] for r in results] == [share] * world_size
+    assert len({len(r["epochs"]["0"]) for r in results}) == 1  # equal batch counts
+    assert sorted(sum(per_rank, [])) == sorted(small_ds.all_keys)
+    assert [r["dist_rank"] for r in results] == list(range(world_size))
+    assert all(r["gathered"] == per_rank for r in results)  # all_gather over gloo agrees
+    for r in results:
+        assert all(target == small_ds.labels[key] for batch in r["epochs"]["0"] for key, target in batch)
+
+
+@pytest.fixture(scope="module")
+def ds1000(dsutil, tmp_path_factory):
+    return dsutil.build_dataset(str(tmp_path_factory.mktemp("acceptance") / "ds"), 1000, 100)
+
+
+def rank_keys(url: str, rank: int, monkeypatch, **options) -> list[str]:
+    monkeypatch.setenv("RANK", str(rank))
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    ds = ImageNetStream(url, size=224, batch_size=16, return_keys=True, seed=0, **options)
+    return [k for _, _, keys in DataLoader(ds, batch_size=16, num_workers=2) for k in keys]
+
+
+@pytest.mark.slow
+def test_acceptance_1000_jpegs_two_ranks_two_workers(ds1000, tmp_path, monkeypatch, s3_bucket, s3_options) -> None:
+    cfg = {"url": ds1000.url, "size": 224, "batch_size": 16, "num_workers": 2, "seed": 0, "epochs": [0, 1],
+           "resume_after": 10}
+    results = launch(2, cfg, tmp_path, gloo=False)  # RANK/WORLD_SIZE only, no process group
+
+    for epoch in ("0", "1"):
+        per_rank = [flat_keys(r["epochs"][epoch]) for r in results]
+        counts = collections.Counter(sum(per_rank, []))
+        assert set(counts) <= set(ds1000.all_keys) and max(counts.values()) == 1
+        assert len(ds1000.all_keys) - len(counts) <= 1
+        assert len(per_rank[0]) == len(per_rank[1]) == 500
+        assert len(results[0]["epochs"][epoch]) == len(results[1]["epochs"][epoch]) == 32
+        for r in results:
+            assert all(target == ds1000.labels[key] for batch in r["epochs"][epoch] for key, target in batch)
+    assert [r["len"] for r in results] == [500, 500]
+    for r in results:
+        assert flat_keys(r["epochs"]["0"]) != flat_keys(r["epochs"]["1"])
+
+        resume = r["resume"]  # state_dict(samples_seen=160) after 10 batches, loaded in a fresh dataset
+        assert resume["state"]["samples_seen"] == 160
+        assert resume["head"] == r["epochs"]["0"][:10]
+        assert resume["tail"] == r["epochs"]["0"][10:]
+        assert resume["decoded"] == 500 - 160
+
+    # the same (seed, epoch) gives the same order in another process (this one) ...
+    local = [rank_keys(ds1000.url, rank, monkeypatch) for rank in range(2)]
+    assert local == [flat_keys(r["epochs"]["0"]) for r in results]
+    # ... and from an s3:// copy of the folder
+    remote = Store(f"s3://{s3_bucket}/in-1000", s3_options)
+    for path in sorted(Path(ds1000.url).iterdir()):
+        remote.write_atomic(path.name, path.read_bytes())
+    assert [rank_keys(remote.url, rank, monkeypatch, storage_options=s3_options) for rank in range(2)] == local
