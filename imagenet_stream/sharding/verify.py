@@ -67,7 +67,8 @@ def verify_record(record: SourceRecord, config: VerifyConfig) -> Verified | Reje
     try:
         return _verify(record, config)
     except _Reject as r:
-        return Rejected(key=record.key, wnid=record.wnid, source=record.source, reason=r.reason, detail=r.detail)
+        return Rejected(key=record.key, wnid=record.wnid, source=record.source, reason=r.reason,
+                        detail=r.detail)
 
 
 def _verify(record: SourceRecord, config: VerifyConfig) -> Verified:
@@ -121,12 +122,14 @@ def _open(data: bytes, config: VerifyConfig) -> Image.Image:
     except Image.DecompressionBombError as e:
         raise _Reject("decompression_bomb", str(e)) from None
     except Image.UnidentifiedImageError:
-        raise _Reject("undecodable", f"not an image format Pillow can identify (starts with {data[:8]!r})") from None
+        raise _Reject("undecodable",
+                      f"not an image format Pillow can identify (starts with {data[:8]!r})") from None
     except Exception as e:  # noqa: BLE001 - Pillow raises many types for garbage headers
         raise _Reject("undecodable", f"{type(e).__name__}: {e}") from None
     width, height = im.size
     if width * height > config.max_pixels:
-        raise _Reject("decompression_bomb", f"{width}x{height} = {width * height:,} pixels > {config.max_pixels:,}")
+        raise _Reject("decompression_bomb",
+                      f"{width}x{height} = {width * height:,} pixels > {config.max_pixels:,}")
     if width < config.min_size or height < config.min_size:
         raise _Reject("too_small", f"{width}x{height} < {config.min_size}")
     return im
@@ -135,8 +138,8 @@ def _open(data: bytes, config: VerifyConfig) -> Image.Image:
 def _load(im: Image.Image) -> None:
     """Decode all pixel data; truncated files are rejected, never padded."""
     if ImageFile.LOAD_TRUNCATED_IMAGES:
-        raise RuntimeError("PIL.ImageFile.LOAD_TRUNCATED_IMAGES is True in this process; verify needs truncated "
-                           "images to fail, so set it back to False")
+        raise RuntimeError("PIL.ImageFile.LOAD_TRUNCATED_IMAGES is True in this process; verify needs "
+                           "truncated images to fail, so set it back to False")
     try:
         im.load()
     except Image.DecompressionBombError as e:

@@ -14,8 +14,8 @@ import pytest
 
 from imagenet_stream.errors import SourceError
 from imagenet_stream.sharding.records import Rejected, Verified
-from imagenet_stream.sharding.sources import (FolderTreeSource, LabelledFolderSource, ListSource, Source, TarSource,
-                                              UnreadableRecord, open_source, open_sources)
+from imagenet_stream.sharding.sources import (FolderTreeSource, LabelledFolderSource, ListSource, Source,
+                                              TarSource, UnreadableRecord, open_source, open_sources)
 from imagenet_stream.sharding.verify import VerifyConfig, verify_record
 from imagenet_stream.synthetic import make_jpeg, make_png
 
@@ -61,7 +61,8 @@ def test_folder_tree_sorted_records_and_skips(tmp_path: Path, caplog: pytest.Log
     assert src.wnids() == {W1, W2, W3}
     assert src.count() == 4
     assert "3 synsets" in src.description
-    assert [(r.wnid, r.key) for r in recs] == [(W1, f"{W1}_1"), (W1, f"{W1}_5"), (W2, f"{W2}_10"), (W2, f"{W2}_2")]
+    assert [(r.wnid, r.key) for r in recs] == [(W1, f"{W1}_1"), (W1, f"{W1}_5"),
+                                               (W2, f"{W2}_10"), (W2, f"{W2}_2")]
     assert all(r.data is None and r.path == r.source and os.path.isfile(r.path) for r in recs)
     assert recs[0].load() == img(4)
     assert "notes.txt" in caplog.text  # non-image files are skipped with a debug log
@@ -96,7 +97,8 @@ def test_val_folder_one_wnid_per_line(tmp_path: Path) -> None:
     src = open_source(str(root), labels=str(labels))
     assert isinstance(src, LabelledFolderSource)
     recs = list(src.records())
-    assert [(r.key, r.wnid) for r in recs] == [("ILSVRC2012_val_00000001", W1), ("ILSVRC2012_val_00000002", W2),
+    assert [(r.key, r.wnid) for r in recs] == [("ILSVRC2012_val_00000001", W1),
+                                               ("ILSVRC2012_val_00000002", W2),
                                                ("ILSVRC2012_val_00000003", W1)]
     assert src.wnids() == {W1, W2} and src.count() == 3 and src.random_access
 
@@ -111,7 +113,8 @@ def test_val_folder_count_mismatch_names_both_counts(tmp_path: Path) -> None:
 @pytest.mark.parametrize("text", [
     f"filename,wnid\nILSVRC2012_val_00000002.JPEG,{W2}\nILSVRC2012_val_00000001.JPEG,{W1}\n"
     f"ILSVRC2012_val_00000003.JPEG,{W3}\n",
-    f"ILSVRC2012_val_00000002.JPEG\t{W2}\nILSVRC2012_val_00000001.JPEG\t{W1}\nILSVRC2012_val_00000003.JPEG\t{W3}\n",
+    f"ILSVRC2012_val_00000002.JPEG\t{W2}\nILSVRC2012_val_00000001.JPEG\t{W1}\n"
+    f"ILSVRC2012_val_00000003.JPEG\t{W3}\n",
     f"val/ILSVRC2012_val_00000001.JPEG {W1}\nval/ILSVRC2012_val_00000002.JPEG {W2}\n"
     f"val/ILSVRC2012_val_00000003.JPEG {W3}\nILSVRC2012_val_00000099.JPEG {W3}\n",
     # Kaggle's LOC_val_solution.csv: no extension, the wnid is the first word of the second column
@@ -133,7 +136,8 @@ def test_val_folder_label_errors(tmp_path: Path) -> None:
         "mixed.txt": (f"{W1}\n{W1} extra\n{W2}\n", r"mixed.txt:2: expected one wnid per line"),
         "partial.csv": (f"ILSVRC2012_val_00000001.JPEG,{W1}\n", r"no label for 2 of the 3 images.*00000002"),
         "caffe.txt": ("ILSVRC2012_val_00000001.JPEG 65\n", r"caffe.txt:1: numeric label '65'"),
-        "conflict.csv": (f"a.JPEG,{W1}\na.JPEG,{W2}\n", r"conflict.csv:2: 'a.JPEG' is labelled n01443537 here"),
+        "conflict.csv": (f"a.JPEG,{W1}\na.JPEG,{W2}\n",
+                         r"conflict.csv:2: 'a.JPEG' is labelled n01443537 here"),
         "empty.txt": ("\n\n", "is empty"),
     }
     for name, (text, pattern) in cases.items():
@@ -221,7 +225,8 @@ def test_corrupt_inner_tar_is_counted_not_dropped(tmp_path: Path) -> None:
         ("SourceRecord", "n00000003", "n00000003_1"),
     ]
     broken = recs[1]
-    assert isinstance(broken, UnreadableRecord) and broken.source == f"train.tar/{W1}.tar" and broken.wnid == W1
+    assert isinstance(broken, UnreadableRecord)
+    assert broken.source == f"train.tar/{W1}.tar" and broken.wnid == W1
     assert "after 1 images" in broken.error
     assert "invalid header" in recs[6].error and "end-of-archive" in recs[4].error
     result = verify_record(pickle.loads(pickle.dumps(broken)), VerifyConfig())
@@ -252,7 +257,8 @@ def test_tar_of_synset_folders(tmp_path: Path) -> None:
     ]))
     recs = list(open_source(str(path)).records())
     assert [(r.source, r.wnid, r.data) for r in recs] == [
-        (f"imagenet.tar/train/{W2}/{W2}_1.JPEG", W2, img(1)), (f"imagenet.tar/train/{W1}/{W1}_4.jpg", W1, img(2))]
+        (f"imagenet.tar/train/{W2}/{W2}_1.JPEG", W2, img(1)),
+        (f"imagenet.tar/train/{W1}/{W1}_4.jpg", W1, img(2))]
 
 
 def test_flat_tar_with_labels(tmp_path: Path) -> None:
@@ -281,7 +287,8 @@ def test_not_a_tar(tmp_path: Path) -> None:
 def test_csv_list_relative_paths_and_missing_file(tmp_path: Path) -> None:
     write(tmp_path / "data" / "a.JPEG", img(1))
     absolute = write(tmp_path / "elsewhere" / "b.jpg", img(2))
-    lst = write(tmp_path / "data" / "list.csv", f"a.JPEG,{W1}\n{absolute},{W2}\n\nsub/missing.JPEG,{W1}\n".encode())
+    text = f"a.JPEG,{W1}\n{absolute},{W2}\n\nsub/missing.JPEG,{W1}\n"
+    lst = write(tmp_path / "data" / "list.csv", text.encode())
     src = open_source(str(lst))
     assert isinstance(src, ListSource) and src.random_access and src.count() == 3 and src.wnids() == {W1, W2}
     recs = list(src.records())
@@ -313,7 +320,8 @@ def test_jsonl_list(tmp_path: Path) -> None:
 @pytest.mark.parametrize("name,text,pattern", [
     ("a.csv", f"x.JPEG,{W1}\ny.JPEG\n", r"a.csv:2: expected 'path,wnid'"),
     ("b.csv", f"x.JPEG,{W1}\ny.JPEG,dog\n", r"b.csv:2: 'dog' is not a wnid"),
-    ("c.csv", "file,label\nx.JPEG,n01440764\n", r"c.csv:1: expected a header naming the columns 'path' and 'wnid'"),
+    ("c.csv", "file,label\nx.JPEG,n01440764\n",
+     r"c.csv:1: expected a header naming the columns 'path' and 'wnid'"),
     ("d.csv", f"path,wnid\nx.JPEG,{W1},extra\n", r"d.csv:2: expected 2 columns"),
     ("e.csv", f"path,wnid,key\nx.JPEG,{W1},bad.key\n", r"e.csv:2: key 'bad.key'"),
     ("f.jsonl", f'{{"path": "x", "wnid": "{W1}"}}\n{{"path": "y"\n', r"f.jsonl:2: not valid JSON"),

@@ -30,7 +30,8 @@ from .tar import TarSource, is_tar_name
 logger = logging.getLogger(__name__)
 
 __all__ = [
-    "Source", "open_source", "open_sources", "FolderTreeSource", "LabelledFolderSource", "TarSource", "ListSource",
+    "Source", "open_source", "open_sources",
+    "FolderTreeSource", "LabelledFolderSource", "TarSource", "ListSource",
     "Labels", "read_labels", "UnreadableRecord", "IMAGE_EXTENSIONS", "is_image_name", "is_wnid",
 ]
 

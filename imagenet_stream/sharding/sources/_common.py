@@ -20,7 +20,7 @@ def is_wnid(name: str) -> bool:
 
 
 def is_hidden(name: str) -> bool:
-    """Dot files and folders (``.DS_Store``, ``.ipynb_checkpoints``) and macOS resource forks (``._x.JPEG``)."""
+    """Dot files and folders (``.DS_Store``, ``.ipynb_checkpoints``, macOS ``._x.JPEG`` forks)."""
     return name.startswith(".")
 
 

@@ -45,11 +45,12 @@ class FolderTreeSource:
             if not is_wnid(name):
                 hint = ""
                 if any(is_wnid(d) for d in scan_folder(os.path.join(root, name))[0]):
-                    hint = f"; it holds synset folders, so pass {os.path.join(root, name)!r} as its own source"
+                    inner = os.path.join(root, name)
+                    hint = f"; it holds synset folders, so pass {inner!r} as its own source"
                 raise SourceError(f"{root}: folder {name!r} is not named like a wnid (n + 8 digits){hint}")
         if images:
-            logger.warning("%s: %d image files directly in the root have no class folder and are not read, e.g. %s",
-                           root, len(images), images[0])
+            logger.warning("%s: %d image files directly in the root have no class folder and are not read, "
+                           "e.g. %s", root, len(images), images[0])
         for name in others:
             logger.debug("skipping non-image file %s", os.path.join(root, name))
         self._wnids = dirs

@@ -48,7 +48,8 @@ class Labels:
             if len(self.by_order) != len(names):
                 raise SourceError(
                     f"labels file {self.path} has {len(self.by_order):,} labels but {where} has "
-                    f"{len(names):,} images; one wnid per line must match the images in sorted file-name order")
+                    f"{len(names):,} images; one wnid per line must match the images in sorted file-name "
+                    "order")
             return dict(zip(names, self.by_order))
         assert self.by_key is not None  # invariant of read_labels
         out: dict[str, str] = {}
@@ -61,8 +62,8 @@ class Labels:
                 out[name] = wnid
         if missing:
             shown = ", ".join(repr(m) for m in missing[:5])
-            raise SourceError(f"labels file {self.path} has no label for {len(missing):,} of the {len(names):,} "
-                              f"images of {where}, e.g. {shown}")
+            raise SourceError(f"labels file {self.path} has no label for {len(missing):,} of the "
+                              f"{len(names):,} images of {where}, e.g. {shown}")
         unused = len(self.by_key) - len(out)
         if unused > 0:
             logger.warning("labels file %s names %d images that %s does not hold", self.path, unused, where)
@@ -104,7 +105,8 @@ def _one_per_line(path: str, rows: list[tuple[int, list[str]]]) -> list[str]:
     for lineno, fields in rows:
         where = f"{path}:{lineno}"
         if len(fields) != 1:
-            raise SourceError(f"{where}: expected one wnid per line (as on line {rows[0][0]}), got {fields!r}")
+            raise SourceError(f"{where}: expected one wnid per line (as on line {rows[0][0]}), "
+                              f"got {fields!r}")
         wnids.append(_wnid_of(fields[0], where))
     return wnids
 
@@ -122,7 +124,8 @@ def _by_name(path: str, rows: list[tuple[int, list[str]]]) -> dict[str, str]:
         wnid = _wnid_of(words[0], where)
         key = key_from_source(fields[0])
         if out.setdefault(key, wnid) != wnid:
-            raise SourceError(f"{where}: {fields[0]!r} is labelled {wnid} here and {out[key]} on an earlier line")
+            raise SourceError(f"{where}: {fields[0]!r} is labelled {wnid} here and {out[key]} on an "
+                              "earlier line")
     if not out:
         raise SourceError(f"labels file {path!r} has a header but no rows")
     return out

@@ -1,4 +1,7 @@
-"""A list of ``path,wnid`` rows: ``.csv`` / ``.tsv`` (header optional) or ``.jsonl`` (``{"path", "wnid", "key"?}``).
+"""A list of ``path,wnid`` rows: ``.csv`` / ``.tsv`` (header optional) or ``.jsonl``.
+
+JSONL lines are objects with ``path`` and ``wnid`` and optionally ``key``; a CSV header may name the
+columns ``path``, ``wnid`` and ``key`` in any order.
 
 Relative paths resolve against the list file's folder. Malformed rows raise SourceError naming
 ``file:line``; a listed file that does not exist is not an error here: its record fails to load and
@@ -79,7 +82,8 @@ class ListSource:
                 rows.append(self._row(where, fields[0], fields[1], None))
             else:
                 if len(fields) != len(columns):
-                    raise SourceError(f"{where}: expected {len(columns)} columns like the header, got {fields!r}")
+                    raise SourceError(f"{where}: expected {len(columns)} columns like the header, "
+                                      f"got {fields!r}")
                 key = fields[columns["key"]].strip() if "key" in columns else None
                 rows.append(self._row(where, fields[columns["path"]], fields[columns["wnid"]], key))
         return rows
@@ -95,7 +99,8 @@ class ListSource:
             except json.JSONDecodeError as e:
                 raise SourceError(f"{where}: not valid JSON: {e}") from e
             if not isinstance(obj, dict):
-                raise SourceError(f"{where}: expected an object with 'path' and 'wnid', got {line.strip()[:80]!r}")
+                raise SourceError(f"{where}: expected an object with 'path' and 'wnid', "
+                                  f"got {line.strip()[:80]!r}")
             rows.append(self._row(where, obj.get("path"), obj.get("wnid"), obj.get("key")))
         return rows
 

@@ -169,10 +169,11 @@ class TarSource:
                     elif self._flat is not None and name in self._flat:
                         wnid = self._flat[name]
                     else:
-                        raise SourceError(f"{self.path}: image {m.name!r} is outside any synset folder or inner "
-                                          f"tar, unlike the rest of this {self.layout}")
+                        raise SourceError(f"{self.path}: image {m.name!r} is outside any synset folder or "
+                                          f"inner tar, unlike the rest of this {self.layout}")
                     data = _read_member(outer, m)
-                    yield SourceRecord(source=f"{self.name}/{name}", wnid=wnid, key=key_from_source(name), data=data)
+                    yield SourceRecord(source=f"{self.name}/{name}", wnid=wnid, key=key_from_source(name),
+                                       data=data)
         except _TAR_ERRORS as e:
             raise SourceError(f"{self.path} is damaged after member {last!r}: {e}") from e
 
@@ -195,8 +196,8 @@ class TarSource:
                         continue
                     data = _read_member(inner, m)
                     done += 1
-                    yield SourceRecord(source=f"{inner_id}/{_clean(m.name)}", wnid=wnid, key=key_from_source(base),
-                                       data=data)
+                    yield SourceRecord(source=f"{inner_id}/{_clean(m.name)}", wnid=wnid,
+                                       key=key_from_source(base), data=data)
         except _TAR_ERRORS as e:
             logger.error("inner tar %s is damaged after %d images: %s", inner_id, done, e)
             yield UnreadableRecord(source=inner_id, wnid=wnid, key=key_from_source(name),
