@@ -1,0 +1,104 @@
+"""Measure one contender in a fresh process: ``python benchmarks/measure.py SPEC.json``; prints one JSON line.
+
+A fresh process per contender keeps each one's memory figures its own (``VmHWM`` never goes down)
+and starts every loader cold. Spec kinds:
+
+* ``bare``: ``bare_limit`` (benchmarks/decode_limit.py) over ``images`` files' bytes for ``seconds``,
+  for our ``TrainTransform`` and the stock full-decode PIL path.
+* anything in :data:`loaders.BUILDERS`: iterate the DataLoader for ``epochs`` epochs (persistent
+  workers) and report time to first batch, throughput after the first batch, CPU seconds of the
+  whole process tree, its peak RSS, and every process's RSS at the end of each epoch.
+"""
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+import procstat
+
+
+def measure_bare(spec: dict[str, Any]) -> dict[str, Any]:
+    from decode_limit import bare_limit
+
+    jpegs = [Path(p).read_bytes() for p in spec["images"]]
+    seconds = float(spec["seconds"])
+    return {"train": bare_limit(jpegs, seconds, "train"), "naive": bare_limit(jpegs, seconds, "naive")}
+
+
+def _cpu(pids: list[int]) -> float:
+    return sum(procstat.cpu_seconds(p) for p in pids)
+
+
+def measure_loader(spec: dict[str, Any]) -> dict[str, Any]:
+    from loaders import BUILDERS
+
+    me = os.getpid()
+    epochs = int(spec["epochs"])
+    with procstat.PeakSampler(me, interval=0.05) as sampler:
+        rss_before = procstat.rss(me)
+        start = time.perf_counter()
+        loader, set_epoch = BUILDERS[spec["kind"]](spec)
+        images = 0
+        first_batch_s = None
+        t_first = cpu_first = 0.0
+        pids: list[int] = [me]
+        worker_rss: list[list[int]] = []
+        main_rss: list[int] = []
+        epoch_s: list[float] = []
+        for epoch in range(epochs):
+            set_epoch(epoch)
+            t_epoch = time.perf_counter()
+            for images_batch, targets in loader:
+                if images_batch.dtype != torch.uint8 or images_batch.shape[1:] != (3, 224, 224):
+                    raise RuntimeError(f"{spec['kind']}: unexpected batch {images_batch.dtype} "
+                                       f"{tuple(images_batch.shape)}")
+                if first_batch_s is None:
+                    t_first = time.perf_counter()
+                    first_batch_s = t_first - start
+                    pids = procstat.tree(me)
+                    cpu_first = _cpu(pids)
+                    first_size = len(targets)
+                images += len(targets)
+            epoch_s.append(time.perf_counter() - t_epoch)
+            pids = procstat.tree(me)  # persistent workers: the same processes every epoch
+            worker_rss.append([procstat.rss(p) for p in pids[1:]])
+            main_rss.append(procstat.rss(me))
+        t_end = time.perf_counter()
+        cpu_end = _cpu(pids)
+        hwm = {str(p): procstat.hwm(p) for p in pids}
+        del loader
+    if first_batch_s is None:
+        raise RuntimeError(f"{spec['kind']}: the loader yielded no batch")
+    steady = images - first_size
+    return {
+        "images": images,
+        "epochs": epochs,
+        "first_batch_s": first_batch_s,
+        "img_s": steady / (t_end - t_first) if t_end > t_first else 0.0,
+        "cpu_s": cpu_end - cpu_first,
+        "img_per_cpu_s": steady / (cpu_end - cpu_first) if cpu_end > cpu_first else 0.0,
+        "epoch_s": epoch_s,
+        "processes": len(pids),
+        "peak_tree_rss": sampler.peak,
+        "rss_before": rss_before,
+        "hwm": hwm,
+        "main_rss": main_rss,
+        "worker_rss": worker_rss,
+    }
+
+
+def main() -> None:
+    spec = json.loads(Path(sys.argv[1]).read_text())
+    torch.set_num_threads(1)  # one core per process, as DataLoader workers do
+    result = measure_bare(spec) if spec["kind"] == "bare" else measure_loader(spec)
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,140 @@
+"""Format the benchmark's results: the loader table, the ratios against the targets, RESULTS.md.
+
+``RESULTS.md`` keeps everything outside the markers ``<!-- run:begin -->`` / ``<!-- run:end -->``
+(the optimisation log is written by hand); a run replaces what is between them.
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+BEGIN, END = "<!-- run:begin -->", "<!-- run:end -->"
+
+
+@dataclass
+class Entry:
+    """One contender configuration and what measuring it gave (or why it was skipped)."""
+
+    name: str
+    kind: str
+    workers: int
+    result: dict[str, Any] | None = None
+    skipped: str | None = None
+    notes: list[str] = field(default_factory=list)
+
+
+def cores_used(workers: int, cores: int) -> int:
+    """Cores decoding: the main process at ``workers == 0``, else the workers (at most ``cores``)."""
+    return 1 if workers == 0 else min(workers, cores)
+
+
+def mb(n: float) -> str:
+    return f"{n / 2**20:,.0f}"
+
+
+def rss_drift(worker_rss: Sequence[Sequence[int]]) -> float | None:
+    """Largest relative change of any worker's RSS from the end of the first epoch to any later epoch."""
+    if len(worker_rss) < 2 or not worker_rss[0]:
+        return None
+    drifts = []
+    for w, first in enumerate(worker_rss[0]):
+        later = [epoch[w] for epoch in worker_rss[1:] if w < len(epoch) and epoch[w]]
+        if first and later:
+            drifts.append(max(abs(x - first) for x in later) / first)
+    return max(drifts) if drifts else None
+
+
+def _worker_cell(result: dict[str, Any]) -> str:
+    per_epoch = result["worker_rss"]
+    if not per_epoch or not per_epoch[0]:
+        return "-"
+    first, last = per_epoch[0], per_epoch[-1]
+    return " / ".join(f"{mb(a)}→{mb(b)}" for a, b in zip(first, last))
+
+
+def loader_table(entries: Sequence[Entry], limit_per_core: float, cores: int) -> list[str]:
+    """Markdown table: throughput, share of the decode limit, CPU efficiency, first batch, memory."""
+    lines = [
+        "| contender | workers | img/s | × limit | img per CPU-s | TTFB s | peak tree RSS MB "
+        "| worker RSS MB "
+        "(epoch 1→last) | RSS drift |",
+        "|---|---:|---:|---:|---:|---:|---:|---|---:|",
+    ]
+    for e in entries:
+        if e.result is None:
+            lines.append(f"| {e.name} | {e.workers} | skipped: {e.skipped} | | | | | | |")
+            continue
+        r = e.result
+        limit = limit_per_core * cores_used(e.workers, cores)
+        drift = rss_drift(r["worker_rss"])
+        lines.append(
+            f"| {e.name} | {e.workers} | {r['img_s']:,.0f} | {r['img_s'] / limit:.2f} "
+            f"| {r['img_per_cpu_s']:,.0f} "
+            f"| {r['first_batch_s']:.2f} | {mb(r['peak_tree_rss'])} | {_worker_cell(r)} "
+            f"| {'-' if drift is None else f'{drift * 100:.1f}%'} |")
+    return lines
+
+
+def find(entries: Sequence[Entry], kind: str, workers: int, name_part: str = "") -> Entry | None:
+    for e in entries:
+        if e.kind == kind and e.workers == workers and name_part in e.name and e.result is not None:
+            return e
+    return None
+
+
+def _check(value: float, target: float, higher: bool = True) -> str:
+    ok = value >= target if higher else value < target
+    return "met" if ok else "NOT met"
+
+
+def ratio_lines(entries: Sequence[Entry], limit_per_core: float, cores: int,
+                workers: Sequence[int]) -> list[str]:
+    """The issue's targets, each with its measured value, for every worker count measured."""
+    out = []
+    for w in workers:
+        ours = find(entries, "ours", w, "local")
+        if ours is None or ours.result is None:
+            continue
+        r = ours.result
+        limit = limit_per_core * cores_used(w, cores)
+        x_limit = r["img_s"] / limit
+        out.append(f"- workers={w}: ImageNetStream local = {x_limit:.2f}× the bare limit "
+                   f"({r['img_s']:,.0f} / {limit:,.0f} img/s; target ≥ 0.9×: {_check(x_limit, 0.9)}); "
+                   f"CPU efficiency {r['img_per_cpu_s'] / limit_per_core:.2f}× the bare per-core rate")
+        wds = find(entries, "webdataset", w)
+        if wds is not None and wds.result is not None:
+            x = r["img_s"] / wds.result["img_s"]
+            out.append(f"  - vs webdataset stock: {x:.2f}× (target ≥ 1.8×: {_check(x, 1.8)})")
+        folder = find(entries, "folder", w)
+        if folder is not None and folder.result is not None:
+            out.append(f"  - vs ImageFolder-style: {r['img_s'] / folder.result['img_s']:.2f}×")
+        s3 = find(entries, "ours", w, "S3")
+        if s3 is not None and s3.result is not None:
+            x = s3.result["img_s"] / r["img_s"]
+            out.append(f"  - S3 / local: {x:.2f}× (target ≥ 0.95×: {_check(x, 0.95)})")
+        out.append(f"  - time to first batch (local): {r['first_batch_s']:.2f} s "
+                   f"(target < 2 s: {_check(r['first_batch_s'], 2.0, higher=False)})")
+        drift = rss_drift(r["worker_rss"])
+        if drift is not None:
+            out.append(f"  - worker RSS drift over {r['epochs']} epochs: {drift * 100:.1f}% "
+                       f"(target within ±5%: {_check(drift, 0.05, higher=False)})")
+    return out
+
+
+def write_results(path: str, body: str) -> None:
+    """Replace the run section of ``path`` (between the markers) with ``body``; keep the rest."""
+    section = f"{BEGIN}\n{body.rstrip()}\n{END}"
+    file = Path(path)
+    text = file.read_text() if file.exists() else ""
+    if BEGIN in text and END in text:
+        head, rest = text.split(BEGIN, 1)
+        _, tail = rest.split(END, 1)
+        text = head + section + tail
+    elif text.strip():
+        text = text.rstrip() + "\n\n" + section + "\n"
+    else:
+        text = ("# Benchmark results\n\nGenerated by `python benchmarks/run.py` between the markers; "
+                "the rest is written by hand.\n\n" + section + "\n")
+    file.write_text(text)

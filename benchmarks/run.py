@@ -1,0 +1,248 @@
+"""Side-by-side loader benchmark: one command, one run, the same shards and transform for every contender.
+
+    python benchmarks/run.py                  # generated ImageNet-like images, ~3-5 min on 2 cores
+    python benchmarks/run.py --quick          # smoke run, < 60 s
+    python benchmarks/run.py --images DIR     # a real DIR/<wnid>/*.JPEG tree (--count images of it)
+
+Measures, in this order: the sharder (images/s) against the bare verify cost; the bare decode
+limit (one process, our TrainTransform on the JPEG bytes in a loop; also two processes at once);
+then every contender in a fresh process: ImageNetStream from the local folder and from a local S3
+server, webdataset's stock pipeline, an ImageFolder-style map dataset; then the bare limit again.
+Prints the table and the ratios, and writes them to benchmarks/RESULTS.md (full runs) or --results.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shlex
+import subprocess
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+import report  # noqa: E402
+import workload  # noqa: E402
+from loaders import OPTIONAL, available  # noqa: E402
+from report import Entry  # noqa: E402
+
+DEFAULT_RESULTS = HERE / "RESULTS.md"
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--images", metavar="DIR",
+                   help="a DIR/<wnid>/*.JPEG tree of real images (default: generated)")
+    p.add_argument("--count", type=int, help="images to use (default 1000; --quick 128)")
+    p.add_argument("--classes", type=int, default=100, help="classes of the generated set (default 100)")
+    p.add_argument("--workers", help="comma-separated DataLoader num_workers (default 0,1,..,cores)")
+    p.add_argument("--epochs", type=int, help="epochs per contender (default 2; --quick 1)")
+    p.add_argument("--leak-epochs", type=int,
+                   help="epochs of the RSS leak check (ImageNetStream and webdataset "
+                                                   "at the most workers; default 5; --quick 2)")
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--seconds", type=float, help="seconds per bare measurement (default 3; --quick 0.5)")
+    p.add_argument("--work", default=os.path.join(tempfile.gettempdir(), "imagenet-stream-bench"),
+                   help="scratch folder; generated images are cached there (default: %(default)s)")
+    p.add_argument("--no-s3", action="store_true", help="skip the S3 contender")
+    p.add_argument("--only", help="comma-separated contender kinds to run (ours,ours-s3,webdataset,folder)")
+    p.add_argument("--results", help="write the run into this markdown file (default: benchmarks/RESULTS.md "
+                                     "for full runs, nothing for --quick)")
+    p.add_argument("--quick", action="store_true", help="small smoke run (< 60 s)")
+    args = p.parse_args(argv)
+    cores = os.cpu_count() or 1
+    quick = args.quick
+    args.count = args.count or (128 if quick else 1000)
+    args.epochs = args.epochs or (1 if quick else 2)
+    args.leak_epochs = args.leak_epochs or (2 if quick else 5)
+    args.seconds = args.seconds or (0.5 if quick else 3.0)
+    if args.workers:
+        args.workers = [int(w) for w in args.workers.split(",")]
+    else:
+        args.workers = [min(2, cores)] if quick else list(range(cores + 1))
+    args.only = set(args.only.split(",")) if args.only else {"ours", "ours-s3", "webdataset", "folder"}
+    if args.no_s3:
+        args.only.discard("ours-s3")
+    if args.results is None and not quick:
+        args.results = str(DEFAULT_RESULTS)
+    return args
+
+
+_T0 = time.perf_counter()
+
+
+def log(message: str) -> None:
+    print(f"[{time.perf_counter() - _T0:6.1f}s] {message}", file=sys.stderr, flush=True)
+
+
+def run_child(spec: dict[str, Any], work: Path) -> dict[str, Any]:
+    """Run benchmarks/measure.py on ``spec`` in a fresh interpreter; return its JSON result."""
+    path = work / f"spec-{os.getpid()}-{time.monotonic_ns()}.json"
+    path.write_text(json.dumps(spec))
+    try:
+        proc = subprocess.run([sys.executable, str(HERE / "measure.py"), str(path)], capture_output=True,
+                              text=True, cwd=HERE, check=False)
+    finally:
+        path.unlink()
+    if proc.returncode != 0:
+        raise RuntimeError(f"measure.py {spec['kind']} failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def bare(images: list[str], seconds: float, work: Path, processes: int = 1) -> list[dict[str, float]]:
+    """The bare decode limit in ``processes`` processes at once (one result each)."""
+    spec = {"kind": "bare", "images": images, "seconds": seconds}
+    with ThreadPoolExecutor(processes) as pool:
+        return list(pool.map(lambda _: run_child(spec, work), range(processes)))
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    cores = os.cpu_count() or 1
+    work = Path(args.work)
+    work.mkdir(parents=True, exist_ok=True)
+    started = time.perf_counter()
+    command = "python benchmarks/run.py" + ("" if argv is None and len(sys.argv) == 1 else " " + shlex.join(
+        sys.argv[1:] if argv is None else argv))
+
+    # -- data ----------------------------------------------------------------------------------
+    if args.images:
+        images = workload.from_folder(args.images, args.count)
+    else:
+        root = work / workload.cache_name(args.count, min(args.classes, args.count))
+        log(f"generating {args.count} images in {root} (cached) ...")
+        images = workload.generate(str(root), args.count, min(args.classes, args.count), workers=cores)
+    data_line = workload.describe(images)
+    log(data_line)
+
+    # -- sharder vs bare verify -------------------------------------------------------------------
+    shards_dir = work / "shards"
+    shard_size = max(16, len(images) // 16)
+    result, shard_s = workload.shard_images(images, str(shards_dir), shard_size, cores,
+                                            str(work / "images.csv"))
+    kept = result.manifest.num_samples
+    shard_rate = kept / shard_s
+    verify = workload.bare_verify(images.paths[:: max(1, len(images) // 100)], args.seconds / 2)
+    log(f"sharder: {kept} images in {shard_s:.2f} s ({len(result.manifest.shards)} shards)")
+    shard_paths = [str(shards_dir / s.name) for s in result.manifest.shards]
+
+    # -- bare limit --------------------------------------------------------------------------------
+    bare_images = list(images.paths[:: max(1, len(images) // 200)])
+    bare_before = bare(bare_images, args.seconds, work)[0]
+    bare_parallel = bare(bare_images, args.seconds, work, cores) if cores > 1 and not args.quick else []
+    log(f"bare limit: {bare_before['train']:.0f} img/s per core")
+
+    # -- contenders ----------------------------------------------------------------------------
+    base = {"batch_size": args.batch_size}
+    most = max(args.workers)
+    entries: list[Entry] = []
+    s3 = None
+    s3_url = ""
+    if "ours-s3" in args.only:
+        from s3local import LocalS3
+        s3 = LocalS3().start()
+        s3_url = s3.upload(str(shards_dir))
+    try:
+        for w in args.workers:
+            epochs = args.leak_epochs if w == most else args.epochs
+            plans: list[tuple[str, str, dict[str, Any]]] = []
+            if "ours" in args.only:
+                plans.append(("ImageNetStream local", "ours", {"url": str(shards_dir)}))
+            if "ours-s3" in args.only and s3 is not None:
+                plans.append(("ImageNetStream S3", "ours",
+                              {"url": s3_url, "storage_options": s3.storage_options}))
+            if "webdataset" in args.only:
+                plans.append(("webdataset stock", "webdataset", {"shards": shard_paths}))
+            if "folder" in args.only:
+                plans.append(("ImageFolder-style", "folder", {"paths": images.paths, "wnids": images.wnids}))
+            for name, kind, extra in plans:
+                leak = kind in ("ours", "webdataset") and "S3" not in name
+                spec = {**base, **extra, "kind": kind, "workers": w,
+                        "epochs": epochs if leak else args.epochs}
+                log(f"{name}, workers={w}, epochs={spec['epochs']} ...")
+                entries.append(Entry(name, kind, w, run_child(spec, work)))
+    finally:
+        if s3 is not None:
+            s3.stop()
+    for kind, module in OPTIONAL.items():
+        reason = f"`{module}` not installed" if not available(kind) else "not wired into this harness yet"
+        entries.append(Entry({"litdata": "LitData", "mosaic": "MosaicML streaming"}[kind], kind, most,
+                             skipped=reason))
+
+    bare_after = bare(bare_images, args.seconds, work)[0]
+    limit = (bare_before["train"] + bare_after["train"]) / 2
+
+    # -- report ----------------------------------------------------------------------------------
+    lines = [
+        f"Command: `{command}`  ",
+        f"Date: {datetime.now(timezone.utc).isoformat(timespec='seconds')}  ",
+        f"Machine: {cores} cores ({_cpu_model()}), Python {sys.version.split()[0]}  ",
+        f"Data: {data_line}; {len(result.manifest.shards)} shards of {shard_size}; "
+        f"batch size {args.batch_size}; "
+        f"transform RandomResizedCrop(224) + flip → uint8 CHW  ",
+        f"Run time: {time.perf_counter() - started:.0f} s",
+        "",
+        "### Bare limits (one process, no I/O)",
+        "",
+        f"- decode + RandomResizedCrop(224) + flip, our TrainTransform (draft decode): "
+        f"{bare_before['train']:,.0f} img/s before, {bare_after['train']:,.0f} after the contenders; "
+        f"**limit per core = {limit:,.0f} img/s** (their mean)",
+        f"- the same with the stock full-decode PIL path (what webdataset/ImageFolder run): "
+        f"{bare_before['naive']:,.0f} img/s",
+    ]
+    if bare_parallel:
+        total = sum(r["train"] for r in bare_parallel)
+        lines.append(f"- {cores} bare processes at once: {total:,.0f} img/s in all "
+                     f"({total / (limit * cores):.2f}× of {cores} × the single-process limit)")
+    lines += [
+        "",
+        "### Loaders",
+        "",
+        *report.loader_table(entries, limit, cores),
+        "",
+        "img/s counts every image after the first batch; × limit = img/s / (limit per core × cores used: "
+        "1 at workers=0, else the workers); img per CPU-s = images / CPU seconds of the whole process tree; "
+        "peak tree RSS = the largest sum of RSS over the loader process and its workers.",
+        "",
+        "### Ratios against the targets",
+        "",
+        *report.ratio_lines(entries, limit, cores, args.workers),
+        "",
+        "### Sharder",
+        "",
+        f"- `imagenet-stream shard` with {cores} workers: {shard_rate:,.0f} img/s "
+        f"({kept} images, {shard_s:.2f} s, "
+        f"listing, verify, packing and the manifest included)",
+        f"- bare verify, one process: sha256 + full decode {verify['full_decode_sha256']:,.0f} img/s; our "
+        f"`verify_record` (sha256 + 1/8 draft decode check) {verify['verify_record']:,.0f} img/s",
+        f"- sharder / ({cores} × verify_record) = {shard_rate / (cores * verify['verify_record']):.2f}; "
+        f"sharder / ({cores} × full decode + sha256) = "
+        f"{shard_rate / (cores * verify['full_decode_sha256']):.2f}",
+    ]
+    text = "\n".join(lines)
+    print(text)
+    if args.results:
+        report.write_results(args.results, text)
+        log(f"wrote {args.results}")
+    return 0
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return "unknown CPU"
+
+
+if __name__ == "__main__":
+    sys.exit(main())
