@@ -15,7 +15,8 @@ import pytest
 from imagenet_stream.errors import SourceError
 from imagenet_stream.sharding.records import Rejected, Verified
 from imagenet_stream.sharding.sources import (FolderTreeSource, LabelledFolderSource, ListSource, Source,
-                                              TarSource, UnreadableRecord, open_source, open_sources)
+                                              SynsetTarFolderSource, TarSource, UnreadableRecord, open_source,
+                                              open_sources)
 from imagenet_stream.sharding.verify import VerifyConfig, verify_record
 from imagenet_stream.synthetic import make_jpeg, make_png
 
@@ -277,6 +278,41 @@ def test_flat_tar_with_labels(tmp_path: Path) -> None:
         open_source(str(path), labels=str(short))
 
 
+def test_single_per_synset_tar_takes_its_name_as_wnid(tmp_path: Path) -> None:
+    path = write(tmp_path / f"{W2}.tar", tar_bytes([(f"{W2}_3.JPEG", img(3)), (f"{W2}_1.JPEG", img(1))]))
+    src = open_source(str(path))
+    assert src.wnids() == {W2}
+    assert [(r.source, r.wnid, r.data) for r in src.records()] == [
+        (f"{W2}.tar/{W2}_3.JPEG", W2, img(3)), (f"{W2}.tar/{W2}_1.JPEG", W2, img(1))]
+
+
+def test_folder_of_per_synset_tars(tmp_path: Path) -> None:
+    """``ILSVRC2012_img_train.tar`` unpacked one level: 1,000 nXXXXXXXX.tar files in a folder."""
+    root = tmp_path / "train_tars"
+    for name, data in nested_members():
+        write(root / name, data)
+    write(root / f"{W3}.tar", b"not a tar" * 100)
+    write(root / "checksums.md5", b"...")
+    src = open_source(str(root))
+    assert isinstance(src, SynsetTarFolderSource) and not src.random_access
+    assert src.wnids() == {W1, W2, W3} and src.count() is None
+    recs = list(src.records())
+    assert [(type(r).__name__, r.wnid, r.key) for r in recs] == [
+        ("SourceRecord", W1, f"{W1}_10026"), ("SourceRecord", W1, f"{W1}_2"), ("SourceRecord", W2, f"{W2}_7"),
+        ("UnreadableRecord", W3, W3)]
+    assert recs[0].source == str(root / f"{W1}.tar" / f"{W1}_10026.JPEG") and recs[0].data == img(1)
+    assert recs[3].source == str(root / f"{W3}.tar")
+    write(root / "extra.tar", tar_bytes([("a.JPEG", img(0))]))
+    with pytest.raises(SourceError, match="tar 'extra.tar'.*not a wnid"):
+        open_source(str(root))
+
+
+def test_one_synset_folder_is_not_a_dataset(tmp_path: Path) -> None:
+    write(tmp_path / W1 / f"{W1}_1.JPEG", img(1))
+    with pytest.raises(SourceError, match="is one synset folder"):
+        open_source(str(tmp_path / W1))
+
+
 def test_not_a_tar(tmp_path: Path) -> None:
     path = write(tmp_path / "broken.tar", b"this is not a tar archive at all" * 50)
     with pytest.raises(SourceError, match="cannot read .* as a tar archive|no inner tar or image"):
@@ -345,7 +381,7 @@ def test_open_source_errors(tmp_path: Path) -> None:
     with pytest.raises(SourceError, match="expected a folder, a tar"):
         open_source(str(write(tmp_path / "x.zip", b"PK")))
     (tmp_path / "empty").mkdir()
-    with pytest.raises(SourceError, match="neither synset folders nor image files"):
+    with pytest.raises(SourceError, match="no synset folders, image files or per-synset tars"):
         open_source(str(tmp_path / "empty"))
     with pytest.raises(SourceError, match="no sources given"):
         open_sources([])

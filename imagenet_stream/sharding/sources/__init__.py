@@ -7,6 +7,7 @@ folder whose entries are ``nXXXXXXXX/`` folders      :class:`FolderTreeSource` (
 folder of images + ``labels``                        :class:`LabelledFolderSource` (val/)
 ``.tar`` / ``.tar.gz`` / ``.tgz`` (also bz2, xz)     :class:`TarSource`: per-synset inner tars, synset
                                                      folders, or flat images + ``labels``
+folder of ``nXXXXXXXX.tar`` files                   :class:`SynsetTarFolderSource` (train tar unpacked)
 ``.csv`` / ``.tsv`` / ``.jsonl`` list of path,wnid   :class:`ListSource`
 ==================================================  ===============================================
 
@@ -25,13 +26,13 @@ from ._common import IMAGE_EXTENSIONS, UnreadableRecord, is_image_name, is_wnid
 from .folder import FolderTreeSource, LabelledFolderSource, scan_folder
 from .labels import Labels, read_labels
 from .listfile import ListSource, is_list_name
-from .tar import TarSource, is_tar_name
+from .tar import SynsetTarFolderSource, TarSource, is_tar_name
 
 logger = logging.getLogger(__name__)
 
 __all__ = [
     "Source", "open_source", "open_sources",
-    "FolderTreeSource", "LabelledFolderSource", "TarSource", "ListSource",
+    "FolderTreeSource", "LabelledFolderSource", "TarSource", "SynsetTarFolderSource", "ListSource",
     "Labels", "read_labels", "UnreadableRecord", "IMAGE_EXTENSIONS", "is_image_name", "is_wnid",
 ]
 
@@ -87,14 +88,20 @@ def _open(spec: str, labels: str | None, cache: dict[str, Labels]) -> Source:
     if not os.path.exists(path):
         raise SourceError(f"source {spec!r} does not exist")
     if os.path.isdir(path):
-        dirs, images, _ = scan_folder(path)
+        dirs, images, others = scan_folder(path)
         if dirs:
             if labels is not None:
                 logger.info("labels file %s is not used for the folder tree %s", labels, path)
             return FolderTreeSource(path)
         if images:
+            if labels is None and is_wnid(os.path.basename(os.path.normpath(path))):
+                raise SourceError(f"{spec} is one synset folder; pass the folder that holds the synset "
+                                  "folders")
             return LabelledFolderSource(path, _labels(labels, cache, spec))
-        raise SourceError(f"folder {spec!r} holds neither synset folders nor image files")
+        tars = [name for name in others if is_tar_name(name)]
+        if tars:
+            return SynsetTarFolderSource(path, tars)
+        raise SourceError(f"folder {spec!r} holds no synset folders, image files or per-synset tars")
     name = os.path.basename(path)
     if is_tar_name(name):
         return TarSource(path, labels=None if labels is None else _labels(labels, cache, spec))

@@ -6,6 +6,8 @@
 * A tar of synset folders (``train/nXXXXXXXX/*.JPEG``): the wnid is the image's parent folder.
 * A flat tar of images (``ILSVRC2012_img_val.tar``) with a label file. Its member names are listed
   first (headers only; a seek per member for an uncompressed tar) to match the labels up front.
+* One per-synset tar on its own (``n01440764.tar``): the wnid is the tar's name.
+* A folder of per-synset tars (the train tar unpacked one level): :class:`SynsetTarFolderSource`.
 
 A corrupt inner tar does not stop the stream: the images read before the damage are yielded, then one
 :class:`UnreadableRecord` for the inner tar, which verify counts as ``unreadable_file``. Damage to the
@@ -36,6 +38,7 @@ _PEEK_MEMBERS = 100
 _TAR_ERRORS = (tarfile.TarError, EOFError, OSError, zlib.error, lzma.LZMAError)
 
 NESTED, FOLDERS, FLAT = "tar of per-synset tars", "tar of synset folders", "flat tar of images"
+SYNSET = "per-synset tar"
 
 
 def is_tar_name(name: str) -> bool:
@@ -108,6 +111,10 @@ class TarSource:
         self.name = os.path.basename(path)
         self.layout = self._detect()
         self._flat: dict[str, str] | None = None
+        self._own_wnid: str | None = None
+        stem = _strip_suffix(self.name)
+        if self.layout == FLAT and is_wnid(stem):
+            self.layout, self._own_wnid = SYNSET, stem
         if self.layout == FLAT:
             if labels is None:
                 raise SourceError(f"{path} holds images outside any synset folder or inner tar "
@@ -144,6 +151,8 @@ class TarSource:
         return names
 
     def wnids(self) -> set[str] | None:
+        if self._own_wnid is not None:
+            return {self._own_wnid}
         return set(self._flat.values()) if self._flat is not None else None
 
     def count(self) -> int | None:
@@ -166,6 +175,8 @@ class TarSource:
                     name = _clean(m.name)
                     if kind == FOLDERS:
                         wnid = name.split("/")[-2]
+                    elif self._own_wnid is not None:
+                        wnid = self._own_wnid
                     elif self._flat is not None and name in self._flat:
                         wnid = self._flat[name]
                     else:
@@ -180,28 +191,66 @@ class TarSource:
     def _inner(self, outer: tarfile.TarFile, member: tarfile.TarInfo) -> Iterator[SourceRecord]:
         name = _clean(member.name)
         wnid = check_wnid(_strip_suffix(name.rsplit("/", 1)[-1]), f"{self.path}: inner tar {member.name!r}")
-        inner_id = f"{self.name}/{name}"
-        done = 0
-        try:
-            fileobj = outer.extractfile(member)
-            if fileobj is None:
-                raise tarfile.ReadError("not a regular file")
-            with _open_stream(fileobj) as inner:
-                for m in inner:
-                    if not m.isfile():
-                        continue
-                    base = m.name.rsplit("/", 1)[-1]
-                    if not is_image_name(base):
-                        logger.debug("skipping member %s/%s", inner_id, m.name)
-                        continue
-                    data = _read_member(inner, m)
-                    done += 1
-                    yield SourceRecord(source=f"{inner_id}/{_clean(m.name)}", wnid=wnid,
-                                       key=key_from_source(base), data=data)
-        except _TAR_ERRORS as e:
-            logger.error("inner tar %s is damaged after %d images: %s", inner_id, done, e)
-            yield UnreadableRecord(source=inner_id, wnid=wnid, key=key_from_source(name),
-                                   error=f"damaged inner tar after {done} images: {e}")
+        fileobj = outer.extractfile(member)
+        if fileobj is None:  # not reached for a regular member; kept for the type checker
+            raise tarfile.ReadError(f"member {member.name!r} is not a regular file")
+        yield from synset_tar_records(fileobj, wnid, f"{self.name}/{name}")
+
+
+class SynsetTarFolderSource:
+    """A folder of ``nXXXXXXXX.tar`` files (the train tar unpacked one level), each read as a stream."""
+
+    random_access = False
+
+    def __init__(self, root: str, tar_names: list[str]) -> None:
+        self.root = root
+        self._tars = {}
+        for name in sorted(tar_names):
+            self._tars[check_wnid(_strip_suffix(name), f"{root}: tar {name!r}")] = name
+        self.description = f"folder of per-synset tars {root} ({len(self._tars):,} synsets, read as streams)"
+
+    def wnids(self) -> set[str]:
+        return set(self._tars)
+
+    def count(self) -> None:
+        return None
+
+    def records(self) -> Iterator[SourceRecord]:
+        for wnid, name in self._tars.items():
+            path = os.path.join(self.root, name)
+            try:
+                fileobj = open(path, "rb")
+            except OSError as e:
+                logger.error("cannot open %s: %s", path, e)
+                yield UnreadableRecord(source=path, wnid=wnid, key=wnid, error=str(e))
+                continue
+            with fileobj:
+                yield from synset_tar_records(fileobj, wnid, path)
+
+
+def synset_tar_records(fileobj: IO[bytes], wnid: str, tar_id: str) -> Iterator[SourceRecord]:
+    """The images of one per-synset tar read as a stream from ``fileobj``; damage yields an UnreadableRecord.
+
+    Images read before the damage are kept; the UnreadableRecord (source ``tar_id``) stands for the rest.
+    """
+    done = 0
+    try:
+        with _open_stream(fileobj) as tf:
+            for m in tf:
+                if not m.isfile():
+                    continue
+                base = m.name.rsplit("/", 1)[-1]
+                if not is_image_name(base):
+                    logger.debug("skipping member %s/%s", tar_id, m.name)
+                    continue
+                data = _read_member(tf, m)
+                done += 1
+                yield SourceRecord(source=f"{tar_id}/{_clean(m.name)}", wnid=wnid, key=key_from_source(base),
+                                   data=data)
+    except _TAR_ERRORS as e:
+        logger.error("tar %s is damaged after %d images: %s", tar_id, done, e)
+        yield UnreadableRecord(source=tar_id, wnid=wnid, key=wnid,
+                               error=f"damaged tar after {done} images: {e}")
 
 
 def _read_member(tf: tarfile.TarFile, member: tarfile.TarInfo) -> bytes:
