@@ -8,13 +8,15 @@ this hierarchy's class space. Unknown wnids raise KeyError naming them. See docs
 from __future__ import annotations
 
 from collections.abc import Iterable
-from functools import lru_cache
+from functools import cached_property, lru_cache
+from typing import Any
 
 import numpy as np
 
 from ..errors import SourceError
 from .graph import WordNetGraph, load_graph
-from .spaces import ClassSpace, load_space, standard_space
+from .spaces import CUSTOM_PREFIX, ClassSpace, load_space, standard_space
+from .tree import SpaceTables, build_tables
 
 
 class Hierarchy:
@@ -169,12 +171,116 @@ class Hierarchy:
         """``(wnid, tree_parent(wnid), ..., "n00001740")``; its length is ``max_depth(wnid) + 1``."""
         return self._wnids(self.graph.tree_path(self.node_index(wnid)))
 
+    def tree_lca(self, a: str, b: str) -> str:
+        """The deepest node shared by the tree paths of ``a`` and ``b`` (the LCA in the tree projection).
+
+        Unlike :meth:`lca` (over the whole DAG) this follows only ``tree_parent`` links, so it can be
+        shallower: dog and wolf meet at canine either way, but a node reached through a non-tree parent
+        is not seen here.
+        """
+        path_a = self.tree_path(a)[::-1]
+        path_b = self.tree_path(b)[::-1]
+        shared = 0
+        while shared < min(len(path_a), len(path_b)) and path_a[shared] == path_b[shared]:
+            shared += 1
+        return path_a[shared - 1]
+
+    def distance(self, a: str, b: str) -> int:
+        """The tree-projection LCA distance used by soft labels, HXE metrics and the benchmarks.
+
+        ``D(a, b) = max(max_depth(a), max_depth(b)) - max_depth(tree_lca(a, b))``: the height of the
+        tree LCA in the smallest subtree holding ``a`` and ``b`` (edges from the LCA down to the deeper of
+        the two). ``D(a, a) == 0``, ``D`` is symmetric, and ``D(a, b) = max_depth(a) - max_depth(b)`` when
+        ``b`` is on ``a``'s tree path. Any graph nodes are accepted; see docs/HIERARCHY.md.
+        """
+        depth = self.graph.max_depth
+        deeper = max(depth[self.node_index(a)], depth[self.node_index(b)])
+        return int(deeper - depth[self.node_index(self.tree_lca(a, b))])
+
+    # ---- derived class spaces and index maps --------------------------------------------------------
+    @cached_property
+    def tables(self) -> SpaceTables:
+        """Precomputed integer tables over this class space (built on first use, then kept)."""
+        return build_tables(self.graph, self.class_nodes)
+
+    def restrict(self, wnids: Iterable[str], name: str | None = None) -> Hierarchy:
+        """A hierarchy over the given classes of this space, in the given order.
+
+        SourceError when the list is empty, repeats a wnid, or names a wnid that is not a class here.
+        The new space's id is ``custom:<name>`` (default ``<this id>-subset``).
+        """
+        wnids = tuple(wnids)
+        missing = [w for w in wnids if w not in self.space]
+        if missing:
+            raise SourceError(f"cannot restrict space {self.space.id!r}: {len(missing)} wnid(s) are not its "
+                              f"classes, e.g. {', '.join(map(repr, missing[:5]))}")
+        return Hierarchy(ClassSpace.custom(name or f"{self._base_name()}-subset", wnids))
+
+    def restrict_subtree(self, wnid: str, name: str | None = None) -> Hierarchy:
+        """A hierarchy over this space's classes that are ``wnid`` or under it (in this space's order).
+
+        KeyError for a wnid that is not in the graph; SourceError when no class lies under it.
+        """
+        found = self.subtree(wnid)
+        if not found:
+            raise SourceError(f"no class of space {self.space.id!r} is {wnid} or under it")
+        return Hierarchy(ClassSpace.custom(name or f"{self._base_name()}-{wnid}", found))
+
+    def class_map(self, to: Hierarchy | ClassSpace) -> np.ndarray:
+        """``[len(self)]`` int64: the index in ``to`` of each class of this space (-1 where ``to`` lacks it)."""
+        target = to.space if isinstance(to, Hierarchy) else to
+        return np.array([target.index(w) if w in target else -1 for w in self.space.wnids], dtype=np.int64)
+
+    def remap(self, indices: Any, to: Hierarchy | ClassSpace) -> Any:
+        """Class indices of this space → indices of ``to`` (-1 for classes ``to`` lacks).
+
+        Accepts an int, a sequence, a numpy array or a torch tensor (the result stays on its device)
+        and returns the same kind. IndexError naming the value for an index outside this space. E.g.
+        ``Hierarchy.imagenet1k().remap([0, 850], to=Hierarchy.imagenet21k())`` maps tench to its in21k
+        index and teddy bear (not in fall11) to -1.
+        """
+        key = to.space if isinstance(to, Hierarchy) else to
+        table = self._maps.get(key.sha256 + key.id)
+        if table is None:
+            table = self._maps[key.sha256 + key.id] = self.class_map(key)
+        if type(indices).__module__.startswith("torch"):
+            import torch  # only when a tensor is passed: the hierarchy package stays torch-free
+
+            if indices.is_floating_point() or indices.is_complex():
+                raise IndexError(f"class indices must be integers, got dtype {indices.dtype}")
+            lookup = torch.from_numpy(table).to(indices.device)
+            _check_range(int(indices.min()) if indices.numel() else 0,
+                         int(indices.max()) if indices.numel() else 0, len(self))
+            return lookup[indices.long()]
+        array = np.asarray(indices)
+        if not np.issubdtype(array.dtype, np.integer) and array.size:
+            raise IndexError(f"class indices must be integers, got dtype {array.dtype}")
+        if array.size:
+            _check_range(int(array.min()), int(array.max()), len(self))
+        out = table[array.astype(np.int64)]
+        if array.ndim == 0:
+            return int(out)
+        return out if isinstance(indices, np.ndarray) else out.tolist()
+
+    @cached_property
+    def _maps(self) -> dict[str, np.ndarray]:
+        return {}
+
+    def _base_name(self) -> str:
+        return self.space.id.removeprefix(CUSTOM_PREFIX)
+
     def _wnids(self, nodes: Iterable[int]) -> tuple[str, ...]:
         names = self.graph.node_wnids
         return tuple(names[int(i)] for i in nodes)
 
     def __repr__(self) -> str:
         return f"Hierarchy(space={self.space.id!r}, classes={len(self)}, nodes={self.num_nodes})"
+
+
+def _check_range(low: int, high: int, size: int) -> None:
+    bad = low if low < 0 else high
+    if low < 0 or high >= size:
+        raise IndexError(f"class index {bad} is outside [0, {size})")
 
 
 @lru_cache(maxsize=None)
