@@ -2,7 +2,9 @@
 
 The config names the dataset URL, the output file, the DataLoader shape and what to do; the rank
 and world size come from the environment (RANK/WORLD_SIZE, as torchrun sets them). With
-``"gloo": true`` the process also joins a real torch.distributed gloo group and all-gathers keys.
+``"gloo": "before"`` the process joins a real torch.distributed gloo group before streaming (rank and
+world size then come from torch.distributed); with ``"after"`` it streams on the environment alone
+and joins the group afterwards; either way it all-gathers its first epoch's keys over gloo.
 Results are written as JSON for the test to check.
 """
 from __future__ import annotations
@@ -34,7 +36,7 @@ def run_pass(ds: ImageNetStream, cfg: dict, limit: int | None = None) -> list[li
 
 def main() -> None:
     cfg = json.loads(sys.argv[1])
-    if cfg.get("gloo"):
+    if cfg.get("gloo") == "before":
         dist.init_process_group("gloo", init_method="env://")
     opts = {"size": cfg["size"], "batch_size": cfg["batch_size"], "return_keys": True, "seed": cfg["seed"],
             **cfg.get("options", {})}
@@ -52,7 +54,10 @@ def main() -> None:
         fresh.load_state_dict(state)
         out["resume"] = {"head": head, "tail": run_pass(fresh, cfg), "state": state,
                          "decoded": fresh.stats()["samples_yielded"]}
+    if cfg.get("gloo") == "after":
+        dist.init_process_group("gloo", init_method="env://")
     if cfg.get("gloo"):
+        out["len_under_dist"] = len(ds)
         gathered: list = [None] * dist.get_world_size()
         dist.all_gather_object(gathered, [k for b in out["epochs"][str(cfg["epochs"][0])] for k, _ in b])
         out["gathered"] = gathered

@@ -25,7 +25,7 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def launch(world_size: int, cfg: dict, tmp_path: Path, *, gloo: bool) -> list[dict]:
+def launch(world_size: int, cfg: dict, tmp_path: Path, *, gloo: str | None) -> list[dict]:
     """Run ``world_size`` rank processes of ddp_worker.py; return their JSON results by rank."""
     port = free_port()
     procs = []
@@ -45,14 +45,15 @@ def flat_keys(batches: list) -> list[str]:
     return [key for batch in batches for key, _ in batch]
 
 
-@pytest.mark.parametrize("world_size", [2, 3])
-def test_gloo_ranks_with_two_workers_each_see_every_sample_once(small_ds, tmp_path, world_size: int) -> None:
+def test_three_gloo_ranks_with_two_workers_each_see_every_sample_once(small_ds, tmp_path) -> None:
+    """(Two gloo ranks: see the acceptance test, which joins a gloo group after streaming.)"""
+    world_size = 3
     cfg = {"url": small_ds.url, "size": 32, "batch_size": 4, "num_workers": 2, "seed": 1, "epochs": [0]}
-    results = launch(world_size, cfg, tmp_path, gloo=True)
+    results = launch(world_size, cfg, tmp_path, gloo="before")
     per_rank = [flat_keys(r["epochs"]["0"]) for r in results]
     share = 60 // world_size
     assert [len(keys) for keys in per_rank] == [share] * world_size
-    assert [r["len"] for r in results] == [share] * world_size
+    assert [r["len"] for r in results] == [r["len_under_dist"] for r in results] == [share] * world_size
     assert len({len(r["epochs"]["0"]) for r in results}) == 1  # equal batch counts
     assert sorted(sum(per_rank, [])) == sorted(small_ds.all_keys)
     assert [r["dist_rank"] for r in results] == list(range(world_size))
@@ -67,9 +68,10 @@ def ds1000(dsutil, tmp_path_factory):
 
 
 def rank_keys(url: str, rank: int, monkeypatch, **options) -> list[str]:
+    """Keys of one rank's epoch 0, computed in this process (size 32: the order does not depend on it)."""
     monkeypatch.setenv("RANK", str(rank))
     monkeypatch.setenv("WORLD_SIZE", "2")
-    ds = ImageNetStream(url, size=224, batch_size=16, return_keys=True, seed=0, **options)
+    ds = ImageNetStream(url, size=32, batch_size=16, return_keys=True, seed=0, **options)
     return [k for _, _, keys in DataLoader(ds, batch_size=16, num_workers=2) for k in keys]
 
 
@@ -77,7 +79,10 @@ def rank_keys(url: str, rank: int, monkeypatch, **options) -> list[str]:
 def test_acceptance_1000_jpegs_two_ranks_two_workers(ds1000, tmp_path, monkeypatch, s3_bucket, s3_options) -> None:
     cfg = {"url": ds1000.url, "size": 224, "batch_size": 16, "num_workers": 2, "seed": 0, "epochs": [0, 1],
            "resume_after": 10}
-    results = launch(2, cfg, tmp_path, gloo=False)  # RANK/WORLD_SIZE only, no process group
+    # streams with RANK/WORLD_SIZE only, then joins a gloo group and all-gathers its keys
+    results = launch(2, cfg, tmp_path, gloo="after")
+    assert all(r["gathered"] == [flat_keys(q["epochs"]["0"]) for q in results] for r in results)
+    assert [r["len_under_dist"] for r in results] == [500, 500]
 
     for epoch in ("0", "1"):
         per_rank = [flat_keys(r["epochs"][epoch]) for r in results]

@@ -1,0 +1,74 @@
+"""``imagenet-stream bench URL [--workers N]``: stream a dataset through a DataLoader and print img/s."""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+
+from ..errors import ImageNetStreamError
+from ._common import fail, parse_storage_options
+
+HELP = "stream a dataset through a torch DataLoader (decode + crop included) and print images per second"
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("bench", help=HELP, description=HELP)
+    p.add_argument("url", metavar="URL", help="dataset root (holding index.json) or a brace URL of shards")
+    p.add_argument("--workers", type=int, default=4, metavar="N", help="DataLoader workers (default 4)")
+    p.add_argument("--batch-size", type=int, default=256, metavar="B", help="batch size (default 256)")
+    p.add_argument("--batches", type=int, default=None, metavar="K",
+                   help="stop after K batches (default: one full epoch of this rank)")
+    p.add_argument("--transform", choices=("train", "eval", "none"), default="train",
+                   help="decode preset (default train: RandomResizedCrop + flip)")
+    p.add_argument("--size", type=int, default=224, help="output side (default 224)")
+    p.add_argument("--epoch", type=int, default=0, help="epoch to stream (default 0)")
+    p.add_argument("--cache-dir", default=None, help="local shard cache for remote datasets")
+    p.add_argument("--storage-options", metavar="JSON", help="fsspec storage options as a JSON object")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from torch.utils.data import DataLoader
+    from tqdm import tqdm
+
+    from ..streaming.dataset import ImageNetStream
+
+    if args.workers < 0 or args.batch_size < 1 or (args.batches is not None and args.batches < 1):
+        return fail("--workers must be >= 0, --batch-size and --batches >= 1")
+    try:
+        ds = ImageNetStream(args.url, transform=None if args.transform == "none" else args.transform,
+                            size=args.size, batch_size=args.batch_size, cache_dir=args.cache_dir,
+                            storage_options=parse_storage_options(args.storage_options))
+        ds.set_epoch(args.epoch)
+    except (ImageNetStreamError, OSError, ValueError) as exc:
+        return fail(str(exc))
+    if args.transform == "none":  # full images differ in size: keep them as lists
+        loader = DataLoader(ds, batch_size=args.batch_size, num_workers=args.workers, collate_fn=list)
+    else:
+        loader = DataLoader(ds, batch_size=args.batch_size, num_workers=args.workers)
+    total = len(loader) if args.batches is None else min(args.batches, len(loader))
+    images = 0
+    first_at = None
+    start = time.perf_counter()
+    with tqdm(total=total, desc="bench", unit="batch", file=sys.stderr, dynamic_ncols=True,
+              disable=args.no_progress) as bar:
+        for i, batch in enumerate(loader):
+            if i == total:
+                break
+            n = len(batch) if args.transform == "none" else len(batch[0])
+            images += n
+            if first_at is None:
+                first_at = (time.perf_counter(), n)
+            bar.update(1)
+            bar.set_postfix(img_s=f"{images / max(time.perf_counter() - start, 1e-9):.0f}")
+    end = time.perf_counter()
+    elapsed = end - start
+    print(f"{images} images in {elapsed:.2f} s: {images / max(elapsed, 1e-9):.1f} img/s "
+          f"({args.workers} workers, batch {args.batch_size}, transform {args.transform}, size {args.size})")
+    if first_at is not None and images > first_at[1]:
+        steady = (images - first_at[1]) / max(end - first_at[0], 1e-9)
+        print(f"after the first batch (worker start-up excluded): {steady:.1f} img/s")
+    stats = ds.stats()
+    print("stats: " + ", ".join(f"{k}={v}" for k, v in stats.items() if v))
+    return 0
