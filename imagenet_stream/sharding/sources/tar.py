@@ -32,7 +32,7 @@ from .labels import Labels
 logger = logging.getLogger(__name__)
 
 TAR_SUFFIXES = (".tar", ".tar.gz", ".tgz", ".tar.bz2", ".tbz2", ".tar.xz", ".txz")
-_READ_SIZE = 1 << 20
+_READ_SIZE = 1 << 16  # tarfile's stream buffer copies its remainder on every read: keep it small
 _PEEK_MEMBERS = 100
 #: What a damaged tar or compressed stream raises while being read.
 _TAR_ERRORS = (tarfile.TarError, EOFError, OSError, zlib.error, lzma.LZMAError)
