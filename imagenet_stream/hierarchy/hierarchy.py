@@ -15,7 +15,7 @@ import numpy as np
 
 from ..errors import SourceError
 from .graph import WordNetGraph, load_graph
-from .spaces import CUSTOM_PREFIX, ClassSpace, load_space, standard_space
+from .spaces import CUSTOM_PREFIX, STANDARD_SPACES, ClassSpace, load_space, standard_space
 from .tree import SpaceTables, build_tables
 
 
@@ -72,6 +72,19 @@ class Hierarchy:
         if space.is_standard and space == standard_space(space.id):
             return _standard(space.id)
         return cls(space)
+
+    @classmethod
+    def for_classes(cls, wnids: Iterable[str], name: str = "classes") -> Hierarchy:
+        """A hierarchy whose class ``i`` is ``wnids[i]`` (e.g. ``ImageNetStream(...).classes``).
+
+        The shared standard hierarchy when the list is exactly a standard space, else ``custom:<name>``.
+        SourceError for malformed or repeated wnids or ones missing from the shipped graph.
+        """
+        wnids = tuple(wnids)
+        for space in STANDARD_SPACES:
+            if standard_space(space).wnids == wnids:
+                return _standard(space)
+        return cls(ClassSpace.custom(name, wnids))
 
     # ---- class space ------------------------------------------------------------------------------
     @property
@@ -227,7 +240,7 @@ class Hierarchy:
         return Hierarchy(ClassSpace.custom(name or f"{self._base_name()}-{wnid}", found))
 
     def class_map(self, to: Hierarchy | ClassSpace) -> np.ndarray:
-        """``[len(self)]`` int64: the index in ``to`` of each class of this space (-1 where ``to`` lacks it)."""
+        """``[len(self)]`` int64: index in ``to`` of each class of this space, -1 where ``to`` lacks it."""
         target = to.space if isinstance(to, Hierarchy) else to
         return np.array([target.index(w) if w in target else -1 for w in self.space.wnids], dtype=np.int64)
 

@@ -57,7 +57,7 @@ class HierarchicalTargets(nn.Module):
 
     @property
     def level_classes(self) -> tuple[Tensor, ...]:
-        """Class indices (ascending) of each semantic level; level ``l`` is ``logits[:, level_classes[l]]``."""
+        """Class indices (ascending) per semantic level; level ``l`` is ``logits[:, level_classes[l]]``."""
         return tuple(torch.split(self.level_class_flat, list(self.level_sizes)))
 
     def level_logits(self, logits: Tensor) -> list[Tensor]:

@@ -82,3 +82,12 @@ def test_distance_and_tree_lca() -> None:
     # tree LCA vs DAG LCA: dog's second parent (domestic animal) is off its tree path
     assert IN21K.lca(DOG, "n01317541") == "n01317541" and IN21K.tree_lca(DOG, "n01317541") == "n00015388"
     assert IN21K.distance(DOG, "n01317541") == 13 - IN21K.max_depth("n00015388")
+
+
+def test_for_classes_reuses_standard_spaces() -> None:
+    assert Hierarchy.for_classes(list(IN21K.classes)) is IN21K
+    assert Hierarchy.for_classes(IN1K.classes) is IN1K
+    demo = Hierarchy.for_classes([DOG, CAT], name="demo")
+    assert demo.space.id == "custom:demo" and demo.classes == (DOG, CAT)
+    with pytest.raises(SourceError, match="n99999999"):
+        Hierarchy.for_classes([DOG, "n99999999"])

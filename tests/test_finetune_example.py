@@ -1,0 +1,114 @@
+"""examples/finetune_hosted.py end to end: demo shards served by a local HTTP server, a few CPU steps."""
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import math
+import re
+import threading
+from collections.abc import Iterator
+from functools import partial
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+from imagenet_stream.sharding.demo_tree import make_demo_tree
+from imagenet_stream.sharding.pipeline import ShardOptions, shard
+
+EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "finetune_hosted.py"
+_RANGE = re.compile(r"bytes=(\d+)-(\d*)$")
+
+
+class RangeHandler(SimpleHTTPRequestHandler):
+    """The standard library's file handler plus single byte-range GETs (206), which fsspec needs."""
+
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+    def do_GET(self) -> None:
+        match = _RANGE.match(self.headers.get("Range", ""))
+        path = Path(self.translate_path(self.path))
+        if not match or not path.is_file():
+            super().do_GET()
+            return
+        data = path.read_bytes()
+        start = int(match.group(1))
+        end = min(int(match.group(2)) + 1, len(data)) if match.group(2) else len(data)
+        body = data[start:end]
+        self.send_response(206)
+        self.send_header("Content-Range", f"bytes {start}-{end - 1}/{len(data)}")
+        self.send_header("Content-Length", str(len(body)))
+        self.send_header("Accept-Ranges", "bytes")
+        self.end_headers()
+        self.wfile.write(body)
+
+
+@contextlib.contextmanager
+def serve(folder: Path) -> Iterator[str]:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), partial(RangeHandler, directory=str(folder)))
+    server.daemon_threads = True
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
+
+
+@pytest.fixture(scope="module")
+def example() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("finetune_hosted_example", EXAMPLE)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def demo_shards(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("demo")
+    tree = make_demo_tree(root / "tree", images_per_class=2, seed=0)
+    shard([str(tree.root)], ShardOptions(out=str(root / "shards"), shard_size=8, workers=0, name="demo"))
+    return root / "shards"
+
+
+@pytest.mark.parametrize("loss", ["soft", "hxe", "semantic"])
+def test_finetune_over_http(example: ModuleType, demo_shards: Path, loss: str,
+                            capsys: pytest.CaptureFixture[str]) -> None:
+    with serve(demo_shards) as url:
+        code = example.main([url, "--loss", loss, "--steps", "3", "--batch-size", "8", "--size", "32",
+                             "--width", "8", "--eval-batches", "2", "--seed", "1"])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    assert "21841 classes (in21k)" in out  # the demo's classes live in the fall11 space
+    steps = [float(v) for v in re.findall(r"^step +\d+/3 +epoch \d+ +loss (\S+)$", out, flags=re.M)]
+    assert len(steps) == 3 and all(math.isfinite(v) for v in steps)
+    final = re.search(r"^top-1 (\S+)  top-5 (\S+)  mistake severity (\S+)  hierarchical distance@5 (\S+)$",
+                      out, flags=re.M)
+    assert final is not None, out
+    top1, top5, severity, hdist = (float(v) for v in final.groups())
+    assert 0.0 <= top1 <= top5 <= 1.0
+    assert math.isnan(severity) or severity > 0 and top1 < 1.0
+    assert hdist >= 0.0
+
+
+def test_finetune_linear_head_on_a_class_subtree(example: ModuleType, demo_shards: Path,
+                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    with serve(demo_shards) as url:
+        code = example.main([url, "--classes", "n02084071", "--linear-head", "--steps", "2", "--batch-size", "4",
+                             "--size", "32", "--width", "8", "--eval-batches", "1"])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    assert "190 classes (custom:dataset)" in out  # the in21k classes under dog, four with demo images
+    assert re.search(r"^top-1 \S+  top-5 \S+  mistake severity \S+  hierarchical distance@5 \S+$", out, flags=re.M)
+
+
+def test_rejects_bad_arguments(example: ModuleType) -> None:
+    with pytest.raises(SystemExit):
+        example.main(["http://127.0.0.1:9", "--steps", "0"])
