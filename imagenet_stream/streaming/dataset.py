@@ -26,7 +26,8 @@ from imagenet_stream.streaming.cache import ShardCache
 from imagenet_stream.streaming.classes import resolve_classes
 from imagenet_stream.streaming.decode import build_transform
 from imagenet_stream.streaming.plan import EpochPlan, World, locate, plan_epoch, resume_world
-from imagenet_stream.streaming.reader import DEFAULT_MERGE_GAP, DEFAULT_PREFETCH, ShardReader
+from imagenet_stream.streaming.plan.partition import rank_share
+from imagenet_stream.streaming.reader import DEFAULT_MERGE_GAP, ShardReader
 from imagenet_stream.streaming.shared import Counter, SharedState, slot_for_worker
 from imagenet_stream.streaming.sources import (Source, brace_source, is_brace_pattern, manifest_source, read_labels,
                                                root_of)
@@ -70,11 +71,17 @@ class ImageNetStream(IterableDataset):
             bypass it.
         partial: ``"drop"`` (equal share per rank, at most ``world_size - 1`` samples dropped)
             or ``"pad"`` (repeat samples so none is dropped).
-        shuffle_window: shards mixed at once per worker (memory: that many shard pieces).
-        prefetch: byte ranges fetched ahead of decoding by each worker's background thread.
+        shuffle_window: shards mixed at once per worker. A worker holds the compressed bytes of
+            its current window (at most this many contiguous pieces of shards) plus ``prefetch``
+            byte ranges fetched ahead: lower it, or shard smaller, to save memory.
+        prefetch: byte ranges fetched ahead of decoding by each worker's background thread
+            (default ``shuffle_window``: about one window ahead).
         merge_gap: bytes of unneeded samples a single request may read across to join two ranges.
 
     Notes:
+        * Use the same ``batch_size`` in the DataLoader: the plan hands each worker whole batches in
+          the order the DataLoader collects them (other sizes still stream every sample once, but
+          batches mix workers and resumption is no longer exact).
         * ``len(ds)`` is the samples this rank yields this epoch (after a pending resume: the rest).
         * A corrupt image, or the part of a shard past a truncation, is skipped, counted in
           :meth:`stats` and logged once. A skipped sample makes its rank yield one sample less, so
@@ -88,7 +95,7 @@ class ImageNetStream(IterableDataset):
                  return_keys: bool = False, classes: str | os.PathLike[str] | Sequence[str] | None = None,
                  storage_options: Mapping[str, Any] | None = None, cache_dir: str | os.PathLike[str] | None = None,
                  cache_limit: int | None = None, partial: str = "drop", shuffle_window: int = 4,
-                 prefetch: int = DEFAULT_PREFETCH, merge_gap: int = DEFAULT_MERGE_GAP) -> None:
+                 prefetch: int | None = None, merge_gap: int = DEFAULT_MERGE_GAP) -> None:
         super().__init__()
         if not isinstance(url, str) or not url:
             raise ConfigError(f"url must be a non-empty string, got {url!r}")
@@ -99,7 +106,7 @@ class ImageNetStream(IterableDataset):
         self.seed = _int_option("seed", seed, 0)
         self.batch_size = _int_option("batch_size", batch_size, 1)
         self.shuffle_window = _int_option("shuffle_window", shuffle_window, 1)
-        self.prefetch = _int_option("prefetch", prefetch, 1)
+        self.prefetch = self.shuffle_window if prefetch is None else _int_option("prefetch", prefetch, 1)
         self.merge_gap = _int_option("merge_gap", merge_gap, 0)
         self.partial = partial
         self.return_keys = bool(return_keys)
@@ -190,7 +197,8 @@ class ImageNetStream(IterableDataset):
 
     def __len__(self) -> int:
         """Samples this rank yields this epoch (the rest of it when a resume is pending)."""
-        rank_samples = self._rank_plan().rank_samples
+        _, world_size = detect_rank_world()
+        rank_samples = rank_share(sum(self._counts), world_size, self.partial)
         return rank_samples - (self._shared.pending_resume(self.epoch) or 0)
 
     def stats(self) -> dict[str, int]:

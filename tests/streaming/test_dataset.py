@@ -135,3 +135,18 @@ def test_invalid_arguments_are_rejected_with_the_value(small_ds, tmp_path) -> No
         stream(small_ds.url).set_epoch(-2)
     with pytest.raises(ManifestError, match="index.json"):
         ImageNetStream(str(tmp_path / "nothing-here"))
+
+
+def test_spawned_persistent_workers_follow_set_epoch_and_report_counters(small_ds) -> None:
+    """Under the spawn start method the dataset is pickled into the workers; the shared state still works."""
+    ds = stream(small_ds.url)
+    loader = DataLoader(ds, batch_size=B, num_workers=2, persistent_workers=True, multiprocessing_context="spawn")
+    orders = []
+    for epoch in (0, 1):
+        ds.set_epoch(epoch)
+        orders.append(collect(loader))
+    reference = stream(small_ds.url)
+    assert orders[0] == run_epoch(reference, 2)
+    reference.set_epoch(1)
+    assert orders[1] == run_epoch(reference, 2)
+    assert ds.stats()["samples_yielded"] == 120
