@@ -44,6 +44,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--resize-short-side", type=int, metavar="N",
                    help="pre-resize so the shorter side is at most N px (FFCV-style)")
     p.add_argument("--quality", type=int, default=90, help="JPEG quality of re-encoded images (default 90)")
+    p.add_argument("--full-decode", action="store_true",
+                   help="verify unchanged JPEGs by a full-size decode (default: a 1/8-scale decode, which "
+                        "still entropy-decodes every coefficient, so corrupt or truncated data is caught)")
     p.add_argument("--name", default="imagenet", help="dataset name in the manifest (default imagenet)")
     p.add_argument("--version", dest="dataset_version", metavar="VERSION", default="1",
                    help="dataset version (default 1)")
@@ -61,8 +64,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                         "a flat val folder (with --labels) or a CSV/JSONL list of path,wnid")
     p.add_argument("--out", required=True, metavar="URL",
                    help="dataset root: a path, file://, s3://, memory://")
-    p.add_argument("--labels", metavar="FILE", help="labels of a flat val folder (one wnid per line, or the "
-                                                    "devkit ground truth)")
+    p.add_argument("--labels", metavar="FILE", help="labels of a flat val folder (one wnid per line in sorted "
+                                                    "file-name order, or filename,wnid rows)")
     add_arguments(p)
     p.set_defaults(func=run)
 
@@ -72,7 +75,7 @@ def options_from_args(args: argparse.Namespace, out: str) -> ShardOptions:
         out=out, storage_options=parse_storage_options(args.storage_options), classes=args.classes,
         seed=args.seed, shard_size=args.shard_size, max_shard_bytes=args.max_shard_bytes,
         workers=args.workers, min_size=args.min_size, resize_short_side=args.resize_short_side,
-        quality=args.quality, name=args.name,
+        quality=args.quality, full_decode=args.full_decode, name=args.name,
         version=args.dataset_version, prefix=args.prefix, tmp_dir=args.tmp_dir, overwrite=args.overwrite,
     )
 

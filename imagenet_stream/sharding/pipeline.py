@@ -79,23 +79,24 @@ class ShardOptions:
     tmp_dir: str | None = None
     overwrite: bool = False
     mtime: int | None = None                # tar member mtime; None: the run's start (pin it to compare runs)
+    full_decode: bool = False               # verify unchanged JPEGs at full size, not by a 1/8-scale decode
 
     def __post_init__(self) -> None:
         if self.workers < 0:
             raise ConfigError(f"workers must be >= 0, got {self.workers}")
-        if not 1 <= self.quality <= 100:
-            raise ConfigError(f"quality must be in 1..100, got {self.quality}")
-        if self.min_size < 1:
-            raise ConfigError(f"min_size must be >= 1, got {self.min_size}")
-        if self.resize_short_side is not None and self.resize_short_side < self.min_size:
-            raise ConfigError(f"resize_short_side must be >= min_size ({self.min_size}), "
-                              f"got {self.resize_short_side}")
+        self.verify_config(None)  # validates min_size, resize_short_side, quality
         if self.seed < 0:
             raise ConfigError(f"seed must be >= 0, got {self.seed}")
         if not self.name or not self.version:
             raise ConfigError(f"dataset name and version must be non-empty, "
                               f"got {self.name!r} / {self.version!r}")
         PackOptions(self.prefix, self.shard_size, self.max_shard_bytes)  # validates those three
+
+    def verify_config(self, allowed: Iterable[str] | None) -> VerifyConfig:
+        """The per-image verify settings, restricted to ``allowed`` wnids when given."""
+        return VerifyConfig(min_size=self.min_size, resize_short_side=self.resize_short_side, quality=self.quality,
+                            allowed_wnids=frozenset(allowed) if allowed is not None else None,
+                            full_decode=self.full_decode)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -179,10 +180,6 @@ class _Run:
         self.dedup = Deduplicator(report)
         self.class_counts = np.zeros(0, dtype=np.int64)
 
-    def verify_config(self, allowed: Iterable[str] | None) -> VerifyConfig:
-        o = self.options
-        return VerifyConfig(min_size=o.min_size, resize_short_side=o.resize_short_side, quality=o.quality,
-                            allowed_wnids=frozenset(allowed) if allowed is not None else None)
 
     def random_access(self, sources: Sequence[Source], space: ClassSpace | None, packer: ShardPacker,
                       progress: ProgressFactory | None) -> ClassSpace:
@@ -193,7 +190,7 @@ class _Run:
         self.class_counts = np.zeros(len(space), dtype=np.int64)
         order = np.random.default_rng([self.options.seed, 0]).permutation(len(records))
         permuted = (records[i] for i in order)
-        config = self.verify_config(w for w in wnids if w in space)
+        config = self.options.verify_config(w for w in wnids if w in space)
         bar = progress(len(records)) if progress else None
         try:
             for result in self._verified(permuted, config, bar):
@@ -207,7 +204,7 @@ class _Run:
                   progress: ProgressFactory | None) -> ClassSpace:
         counts = [s.count() for s in sources]
         total = sum(counts) if all(c is not None for c in counts) else None  # type: ignore[misc]
-        config = self.verify_config(space.wnids if space is not None else None)
+        config = self.options.verify_config(space.wnids if space is not None else None)
         wnids: set[str] = set()
         bar = progress(total) if progress else None
         with Spool(work) as spool:

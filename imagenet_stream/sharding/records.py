@@ -38,12 +38,12 @@ class SourceRecord:
 
 @dataclass(frozen=True)
 class Verified:
-    """An image that passed verification, normalized to RGB JPEG."""
+    """An image that passed verification: an RGB or grayscale JPEG (anything else was converted to RGB JPEG)."""
 
     key: str
     wnid: str
     source: str
-    image: bytes                 # RGB JPEG bytes as they will be stored
+    image: bytes                 # JPEG bytes as they will be stored
     sha256: str                  # of ``image``
     source_sha256: str           # of the original bytes (exact-duplicate detection)
     width: int

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image, ImageFile
 
+from ..errors import ConfigError
 from .records import Rejected, SourceRecord, Verified
 
 _KEEP_MODES = ("RGB", "L")
@@ -41,14 +42,14 @@ class VerifyConfig:
 
     def __post_init__(self) -> None:
         if self.min_size < 1:
-            raise ValueError(f"min_size must be >= 1, got {self.min_size}")
+            raise ConfigError(f"min_size must be >= 1, got {self.min_size}")
         if self.max_pixels < 1:
-            raise ValueError(f"max_pixels must be >= 1, got {self.max_pixels}")
+            raise ConfigError(f"max_pixels must be >= 1, got {self.max_pixels}")
         if self.resize_short_side is not None and self.resize_short_side < self.min_size:
-            raise ValueError(f"resize_short_side must be >= min_size ({self.min_size}), "
+            raise ConfigError(f"resize_short_side must be >= min_size ({self.min_size}), "
                               f"got {self.resize_short_side}")
         if not 1 <= self.quality <= 100:
-            raise ValueError(f"quality must be in 1..100, got {self.quality}")
+            raise ConfigError(f"quality must be in 1..100, got {self.quality}")
         if self.allowed_wnids is not None and not isinstance(self.allowed_wnids, frozenset):
             object.__setattr__(self, "allowed_wnids", frozenset(self.allowed_wnids))
 
