@@ -16,6 +16,13 @@ _EXPORTS = {
     "resolve_classes": "imagenet_stream.streaming.classes",
     "detect_world": "imagenet_stream.streaming.world",
     "COUNTERS": "imagenet_stream.streaming.shared",
+    "TrainTransform": "imagenet_stream.streaming.decode",
+    "EvalTransform": "imagenet_stream.streaming.decode",
+    "PILTransform": "imagenet_stream.streaming.decode",
+    "RawTransform": "imagenet_stream.streaming.decode",
+    "build_transform": "imagenet_stream.streaming.decode",
+    "normalize": "imagenet_stream.streaming.device",
+    "CudaPrefetcher": "imagenet_stream.streaming.device",
 }
 
 __all__ = sorted(_EXPORTS)
