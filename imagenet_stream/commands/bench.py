@@ -2,11 +2,10 @@
 from __future__ import annotations
 
 import argparse
-import sys
-import time
 
 from ..errors import ImageNetStreamError
 from ._common import fail, parse_storage_options
+from ._streaming import stream_epoch
 
 HELP = "stream a dataset through a torch DataLoader (decode + crop included) and print images per second"
 
@@ -47,28 +46,13 @@ def run(args: argparse.Namespace) -> int:
         loader = DataLoader(ds, batch_size=args.batch_size, num_workers=args.workers, collate_fn=list)
     else:
         loader = DataLoader(ds, batch_size=args.batch_size, num_workers=args.workers)
-    total = len(loader) if args.batches is None else min(args.batches, len(loader))
-    images = 0
-    first_at = None
-    start = time.perf_counter()
-    with tqdm(total=total, desc="bench", unit="batch", file=sys.stderr, dynamic_ncols=True,
-              disable=args.no_progress) as bar:
-        for i, batch in enumerate(loader):
-            if i == total:
-                break
-            n = len(batch) if args.transform == "none" else len(batch[0])
-            images += n
-            if first_at is None:
-                first_at = (time.perf_counter(), n)
-            bar.update(1)
-            bar.set_postfix(img_s=f"{images / max(time.perf_counter() - start, 1e-9):.0f}")
-    end = time.perf_counter()
-    elapsed = end - start
-    print(f"{images} images in {elapsed:.2f} s: {images / max(elapsed, 1e-9):.1f} img/s "
+    count = len if args.transform == "none" else (lambda b: len(b[0]))
+    result = stream_epoch(loader, max_batches=args.batches, desc="bench", no_progress=args.no_progress,
+                          count=count)
+    print(f"{result.images} images in {result.seconds:.2f} s: {result.images_per_second:.1f} img/s "
           f"({args.workers} workers, batch {args.batch_size}, transform {args.transform}, size {args.size})")
-    if first_at is not None and images > first_at[1]:
-        steady = (images - first_at[1]) / max(end - first_at[0], 1e-9)
-        print(f"after the first batch (worker start-up excluded): {steady:.1f} img/s")
+    if result.first_batch_seconds is not None:
+        print(f"time to first batch: {result.first_batch_seconds:.2f} s")
     stats = ds.stats()
     print("stats: " + ", ".join(f"{k}={v}" for k, v in stats.items() if v))
     return 0

@@ -1,7 +1,9 @@
-"""``imagenet-stream demo``: build a small synthetic ImageNet-style tree, shard it, print the report.
+"""``imagenet-stream demo``: build a small synthetic ImageNet-style tree, shard it, print the report,
+then stream one epoch of the shards through a DataLoader (2 workers) and show a few samples' classes
+with their WordNet ancestors.
 
-The steps are separate functions (:func:`make_tree`, :func:`shard_tree`, :func:`print_report`) that
-:func:`run` calls in order, so later steps (streaming the shards) append to the same flow.
+The steps are separate functions (:func:`make_tree`, :func:`shard_tree`, :func:`print_report`,
+:func:`stream_shards`) that :func:`run` calls in order.
 """
 from __future__ import annotations
 
@@ -15,6 +17,7 @@ from ..sharding.demo_tree import DEMO_CLASSES, DemoTree, make_demo_tree
 from ..sharding.pipeline import NothingKeptError, ShardOptions, ShardResult, shard
 from ..sharding.report import format_report
 from ._common import fail
+from ._streaming import stream_epoch
 from .shard import progress_factory
 
 HELP = "generate a small synthetic ImageNet-style tree (with real quirks), shard it, print the report"
@@ -29,6 +32,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--shard-size", type=int, default=32, help="samples per shard (default 32)")
     p.add_argument("--workers", type=int, default=min(4, os.cpu_count() or 1), help="verify processes")
     p.add_argument("--seed", type=int, default=0, help="seed of the tree and of the class mixing")
+    p.add_argument("--loader-workers", type=int, default=2, help="DataLoader workers of the streaming step")
+    p.add_argument("--batch-size", type=int, default=16, help="batch size of the streaming step")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
 
@@ -60,6 +65,32 @@ def print_report(result: ShardResult) -> None:
     print(f"    manifest: {m.num_samples} samples, {len(m.shards)} shards, class space {m.classes.space}")
 
 
+def stream_shards(args: argparse.Namespace, result: ShardResult, samples: int = 4) -> None:
+    """Step 4: one epoch through ``DataLoader(num_workers=2)``; throughput and a few samples' lineage."""
+    from torch.utils.data import DataLoader
+
+    from ..hierarchy import Hierarchy
+    from ..streaming.dataset import ImageNetStream
+
+    url = str(Path(args.out) / "shards")
+    ds = ImageNetStream(url, shuffle=True, seed=args.seed, transform="train", batch_size=args.batch_size,
+                        return_keys=True)
+    loader = DataLoader(ds, batch_size=args.batch_size, num_workers=args.loader_workers)
+    print(f"[3] streaming one epoch of {url}: {len(ds)} samples, DataLoader batch {args.batch_size}, "
+          f"{args.loader_workers} workers")
+    run_ = stream_epoch(loader, desc="stream", no_progress=args.no_progress)
+    print(f"    {run_.images} images in {run_.batches} batches, {run_.seconds:.2f} s: "
+          f"{run_.images_per_second:.0f} img/s (first batch after {run_.first_batch_seconds or 0:.2f} s)")
+    images, targets, keys = run_.first_batch
+    print(f"    first batch: images {tuple(images.shape)} {images.dtype}, targets {tuple(targets.shape)} "
+          f"{targets.dtype}")
+    h = Hierarchy.for_space(result.manifest.classes.space)
+    for key, target in list(zip(keys, targets.tolist()))[:samples]:
+        wnid = ds.classes[target] if ds.classes else "?"
+        lineage = " < ".join(h.name(w).split(",")[0] for w in h.tree_path(wnid)[:6])
+        print(f"    {key:<22} class {target:>5} {wnid}: {lineage} < ...")
+
+
 def run(args: argparse.Namespace) -> int:
     if args.images_per_class < 1:
         return fail(f"--images-per-class must be >= 1, got {args.images_per_class}")
@@ -72,4 +103,5 @@ def run(args: argparse.Namespace) -> int:
     except (ImageNetStreamError, OSError) as exc:
         return fail(str(exc))
     print_report(result)
+    stream_shards(args, result)
     return 0

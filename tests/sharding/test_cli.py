@@ -134,6 +134,10 @@ def test_demo_command(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
                                                                       "duplicate": 1}
     assert report["fixes"] == {"cmyk_to_rgb": 1, "png_to_jpeg": 1}
     assert "kept" in out and "quirk cmyk" in out
+    # step 3 streamed the whole epoch through 2 DataLoader workers and showed WordNet lineages
+    assert f"{n - 3} images in" in out
+    assert "images (16, 3, 224, 224) torch.uint8" in out
+    assert out.count(" < ...") == 4
     assert main(["inspect", str(tmp_path / "shards"), "--verify", "--no-progress"]) == 0
     # the demo is re-runnable over its own output
     assert main(args + ["--workers", "0"]) == 0
