@@ -59,9 +59,11 @@ def main() -> None:
     print(f"space {args.space}: {num} classes, {targets.num_levels} levels, d_max {targets.d_max}; "
           f"device {device}, torch threads {torch.get_num_threads()}, batch {args.batch}")
     print(f"tables: {targets.table_bytes() / 2**20:.2f} MiB in {len(list(targets.buffers()))} buffers "
-          f"(a dense [C, C] int8 distance table would be {num * num / 2**20:.0f} MiB); built in {build_s:.2f} s")
+          f"(a dense [C, C] int8 distance table would be {num * num / 2**20:.0f} MiB); "
+          f"built in {build_s:.2f} s")
     for name, buf in targets.named_buffers():
-        print(f"  {name:<16} {str(tuple(buf.shape)):<16} {str(buf.dtype):<14} {buf.numel() * buf.element_size() / 2**20:7.2f} MiB")
+        size = buf.numel() * buf.element_size() / 2**20
+        print(f"  {name:<16} {str(tuple(buf.shape)):<16} {str(buf.dtype):<14} {size:7.2f} MiB")
 
     gen = torch.Generator().manual_seed(0)
     idx = torch.randint(0, num, (args.batch,), generator=gen).to(device)

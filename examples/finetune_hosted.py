@@ -8,8 +8,8 @@
 The DataLoader ships uint8 images and int64 class indices only; the hierarchy-aware targets are
 expanded per batch on the training device (``HierarchicalTargets``). At the end it evaluates
 ``--eval-batches`` batches (centre crops, no shuffle) and prints top-1/top-5 accuracy, mistake severity
-and hierarchical distance@5. S3 credentials and endpoints come from the usual AWS environment
-variables / config files (fsspec/s3fs), never from the command line.
+and hierarchical distance@5. S3 credentials come from the usual AWS environment variables / config
+files (s3fs), never from the command line; ``--endpoint-url`` selects an S3-compatible store.
 """
 from __future__ import annotations
 
@@ -38,13 +38,16 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                         "semantic: semantic softmax (default soft)")
     p.add_argument("--beta", type=float, default=10.0, help="soft-label hardness (default 10)")
     p.add_argument("--alpha", type=float, default=0.1, help="HXE weight decay along the path (default 0.1)")
+    p.add_argument("--endpoint-url", default=None,
+                   help="S3-compatible endpoint for s3:// URLs (MinIO, R2, a local test server)")
     p.add_argument("--classes", default=None,
                    help="class subset passed to ImageNetStream: in1k, a wnid (its subtree) or a list file")
     p.add_argument("--steps", type=int, default=20, help="training steps (default 20)")
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--size", type=int, default=128, help="crop size (default 128)")
     p.add_argument("--lr", type=float, default=3e-3, help="AdamW learning rate (default 3e-3)")
-    p.add_argument("--linear-head", action="store_true", help="freeze the convolutional trunk, train the head")
+    p.add_argument("--linear-head", action="store_true",
+                   help="freeze the convolutional trunk, train only the head")
     p.add_argument("--width", type=int, default=32, help="channels of the first conv layer (default 32)")
     p.add_argument("--eval-batches", type=int, default=4, help="batches evaluated at the end (default 4)")
     p.add_argument("--workers", type=int, default=0, help="DataLoader worker processes (default 0)")
@@ -83,8 +86,10 @@ def make_loss(name: str, targets: HierarchicalTargets, args: argparse.Namespace)
 
 
 def stream(args: argparse.Namespace, train: bool) -> ImageNetStream:
+    options = {"client_kwargs": {"endpoint_url": args.endpoint_url}} if args.endpoint_url else None
     return ImageNetStream(args.url, shuffle=train, seed=args.seed, transform="train" if train else "eval",
-                          size=args.size, batch_size=args.batch_size, classes=args.classes)
+                          size=args.size, batch_size=args.batch_size, classes=args.classes,
+                          storage_options=options)
 
 
 def train(model: nn.Module, loss_fn: nn.Module, args: argparse.Namespace) -> list[float]:
@@ -145,7 +150,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         raise SystemExit(f"{args.url} has no manifest class list: hierarchical losses need class wnids")
     hierarchy = Hierarchy.for_classes(classes, name="dataset")
     targets = HierarchicalTargets(hierarchy).to(device)
-    print(f"{args.url}: {len(hierarchy)} classes ({hierarchy.space.id}), {targets.num_levels} semantic levels, "
+    print(f"{args.url}: {len(hierarchy)} classes ({hierarchy.space.id}), "
+          f"{targets.num_levels} semantic levels, "
           f"target tables {targets.table_bytes() / 1e6:.1f} MB on {device}")
     model = small_cnn(len(hierarchy), args.width).to(device)
     if args.linear_head:

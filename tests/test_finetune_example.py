@@ -19,6 +19,7 @@ from imagenet_stream.sharding.pipeline import ShardOptions, shard
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "finetune_hosted.py"
 _RANGE = re.compile(r"bytes=(\d+)-(\d*)$")
+FINAL = re.compile(r"^top-1 (\S+)  top-5 (\S+)  mistake severity (\S+)  hierarchical distance@5 (\S+)$", re.M)
 
 
 class RangeHandler(SimpleHTTPRequestHandler):
@@ -89,8 +90,7 @@ def test_finetune_over_http(example: ModuleType, demo_shards: Path, loss: str,
     assert "21841 classes (in21k)" in out  # the demo's classes live in the fall11 space
     steps = [float(v) for v in re.findall(r"^step +\d+/3 +epoch \d+ +loss (\S+)$", out, flags=re.M)]
     assert len(steps) == 3 and all(math.isfinite(v) for v in steps)
-    final = re.search(r"^top-1 (\S+)  top-5 (\S+)  mistake severity (\S+)  hierarchical distance@5 (\S+)$",
-                      out, flags=re.M)
+    final = FINAL.search(out)
     assert final is not None, out
     top1, top5, severity, hdist = (float(v) for v in final.groups())
     assert 0.0 <= top1 <= top5 <= 1.0
@@ -101,12 +101,28 @@ def test_finetune_over_http(example: ModuleType, demo_shards: Path, loss: str,
 def test_finetune_linear_head_on_a_class_subtree(example: ModuleType, demo_shards: Path,
                                                  capsys: pytest.CaptureFixture[str]) -> None:
     with serve(demo_shards) as url:
-        code = example.main([url, "--classes", "n02084071", "--linear-head", "--steps", "2", "--batch-size", "4",
+        code = example.main([url, "--classes", "n02084071", "--linear-head", "--steps", "2",
+                             "--batch-size", "4",
                              "--size", "32", "--width", "8", "--eval-batches", "1"])
     out = capsys.readouterr().out
     assert code == 0, out
     assert "190 classes (custom:dataset)" in out  # the in21k classes under dog, four with demo images
-    assert re.search(r"^top-1 \S+  top-5 \S+  mistake severity \S+  hierarchical distance@5 \S+$", out, flags=re.M)
+    assert FINAL.search(out), out
+
+
+def test_finetune_from_s3(example: ModuleType, demo_shards: Path, s3_bucket: str, s3_options: dict,
+                          s3_endpoint: str, capsys: pytest.CaptureFixture[str]) -> None:
+    import s3fs
+
+    s3fs.S3FileSystem(**s3_options).put(str(demo_shards), f"{s3_bucket}/demo", recursive=True)
+    code = example.main([f"s3://{s3_bucket}/demo", "--endpoint-url", s3_endpoint, "--loss", "hxe",
+                         "--steps", "2",
+                         "--batch-size", "8", "--size", "32", "--width", "8", "--eval-batches", "1"])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    steps = [float(v) for v in re.findall(r"^step +\d+/2 +epoch \d+ +loss (\S+)$", out, flags=re.M)]
+    assert len(steps) == 2 and all(math.isfinite(v) for v in steps)
+    assert FINAL.search(out), out
 
 
 def test_rejects_bad_arguments(example: ModuleType) -> None:
