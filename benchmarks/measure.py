@@ -46,7 +46,7 @@ def measure_loader(spec: dict[str, Any]) -> dict[str, Any]:
         loader, set_epoch = BUILDERS[spec["kind"]](spec)
         images = 0
         first_batch_s = None
-        t_first = cpu_first = 0.0
+        t_first = cpu_first = main_first = 0.0
         pids: list[int] = [me]
         worker_rss: list[list[int]] = []
         main_rss: list[int] = []
@@ -63,6 +63,7 @@ def measure_loader(spec: dict[str, Any]) -> dict[str, Any]:
                     first_batch_s = t_first - start
                     pids = procstat.tree(me)
                     cpu_first = _cpu(pids)
+                    main_first = procstat.cpu_seconds(me)
                     first_size = len(targets)
                 images += len(targets)
             epoch_s.append(time.perf_counter() - t_epoch)
@@ -71,6 +72,7 @@ def measure_loader(spec: dict[str, Any]) -> dict[str, Any]:
             main_rss.append(procstat.rss(me))
         t_end = time.perf_counter()
         cpu_end = _cpu(pids)
+        main_end = procstat.cpu_seconds(me)
         hwm = {str(p): procstat.hwm(p) for p in pids}
         del loader
     if first_batch_s is None:
@@ -82,6 +84,8 @@ def measure_loader(spec: dict[str, Any]) -> dict[str, Any]:
         "first_batch_s": first_batch_s,
         "img_s": steady / (t_end - t_first) if t_end > t_first else 0.0,
         "cpu_s": cpu_end - cpu_first,
+        "cpu_main_s": main_end - main_first,
+        "wall_s": t_end - t_first,
         "img_per_cpu_s": steady / (cpu_end - cpu_first) if cpu_end > cpu_first else 0.0,
         "epoch_s": epoch_s,
         "processes": len(pids),

@@ -54,24 +54,29 @@ def _worker_cell(result: dict[str, Any]) -> str:
     return " / ".join(f"{mb(a)}→{mb(b)}" for a, b in zip(first, last))
 
 
+def _busy(result: dict[str, Any]) -> str:
+    """CPU seconds per wall second of the whole tree (and of the main process alone)."""
+    wall = result["wall_s"] or float("nan")
+    return f"{result['cpu_s'] / wall:.2f} ({result['cpu_main_s'] / wall:.2f})"
+
+
 def loader_table(entries: Sequence[Entry], limit_per_core: float, cores: int) -> list[str]:
     """Markdown table: throughput, share of the decode limit, CPU efficiency, first batch, memory."""
     lines = [
-        "| contender | workers | img/s | × limit | img per CPU-s | TTFB s | peak tree RSS MB "
-        "| worker RSS MB "
-        "(epoch 1→last) | RSS drift |",
-        "|---|---:|---:|---:|---:|---:|---:|---|---:|",
+        "| contender | workers | img/s | × limit | img per CPU-s | cores busy (main) | TTFB s "
+        "| peak tree RSS MB | worker RSS MB (epoch 1→last) | RSS drift |",
+        "|---|---:|---:|---:|---:|---|---:|---:|---|---:|",
     ]
     for e in entries:
         if e.result is None:
-            lines.append(f"| {e.name} | {e.workers} | skipped: {e.skipped} | | | | | | |")
+            lines.append(f"| {e.name} | {e.workers} | skipped: {e.skipped} | | | | | | | |")
             continue
         r = e.result
         limit = limit_per_core * cores_used(e.workers, cores)
         drift = rss_drift(r["worker_rss"])
         lines.append(
             f"| {e.name} | {e.workers} | {r['img_s']:,.0f} | {r['img_s'] / limit:.2f} "
-            f"| {r['img_per_cpu_s']:,.0f} "
+            f"| {r['img_per_cpu_s']:,.0f} | {_busy(r)} "
             f"| {r['first_batch_s']:.2f} | {mb(r['peak_tree_rss'])} | {_worker_cell(r)} "
             f"| {'-' if drift is None else f'{drift * 100:.1f}%'} |")
     return lines

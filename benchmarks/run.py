@@ -189,7 +189,7 @@ def main(argv: list[str] | None = None) -> int:
         f"transform RandomResizedCrop(224) + flip → uint8 CHW  ",
         f"Run time: {time.perf_counter() - started:.0f} s",
         "",
-        "### Bare limits (one process, no I/O)",
+        "### Bare limits (images per CPU-second of one process, no I/O)",
         "",
         f"- decode + RandomResizedCrop(224) + flip, our TrainTransform (draft decode): "
         f"{bare_before['train']:,.0f} img/s before, {bare_after['train']:,.0f} after the contenders; "
@@ -199,8 +199,9 @@ def main(argv: list[str] | None = None) -> int:
     ]
     if bare_parallel:
         total = sum(r["train"] for r in bare_parallel)
-        lines.append(f"- {cores} bare processes at once: {total:,.0f} img/s in all "
-                     f"({total / (limit * cores):.2f}× of {cores} × the single-process limit)")
+        lines.append(f"- {cores} bare processes at once: {total / cores:,.0f} img/CPU-s each "
+                     f"({total / (limit * cores):.2f}× the single-process figure: what sharing the "
+                     f"caches and memory bandwidth costs)")
     lines += [
         "",
         "### Loaders",
@@ -208,8 +209,11 @@ def main(argv: list[str] | None = None) -> int:
         *report.loader_table(entries, limit, cores),
         "",
         "img/s counts every image after the first batch; × limit = img/s / (limit per core × cores used: "
-        "1 at workers=0, else the workers); img per CPU-s = images / CPU seconds of the whole process tree; "
-        "peak tree RSS = the largest sum of RSS over the loader process and its workers.",
+        "1 at workers=0, else the workers); img per CPU-s = images / CPU seconds of the whole process tree "
+        "(compare with the limit per core: it is immune to other load on the machine); cores busy = CPU "
+        "seconds per wall second of the tree (of the main process alone in brackets): below the cores used, "
+        "the loader waited or other processes took the cores; peak tree RSS = the largest sum of RSS over "
+        "the loader process and its workers.",
         "",
         "### Ratios against the targets",
         "",
