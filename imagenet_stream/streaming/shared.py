@@ -54,15 +54,17 @@ class SharedState:
         self.control[NUM_WORKERS_SEEN] = -1
         self.counters = torch.zeros((MAX_WORKERS + 1, len(COUNTERS)), dtype=torch.int64).share_memory_()
         self._lock = threading.Lock()
+        self._view = self.counters.numpy()  # same memory; a numpy add costs ~0.5 us, a tensor one ~12 us
 
     def __getstate__(self) -> dict:
         state = dict(self.__dict__)
-        del state["_lock"]
+        del state["_lock"], state["_view"]
         return state
 
     def __setstate__(self, state: dict) -> None:
         self.__dict__.update(state)
         self._lock = threading.Lock()
+        self._view = self.counters.numpy()
 
     # -- epoch and resume ------------------------------------------------------------------
     @property
@@ -120,7 +122,7 @@ class SharedState:
     def add(self, slot: int, name: str, value: int = 1) -> None:
         """Add ``value`` to counter ``name`` of process row ``slot``."""
         with self._lock:
-            self.counters[slot, _COLUMN[name]] += value
+            self._view[slot, _COLUMN[name]] += value
 
     def totals(self) -> dict[str, int]:
         """Every counter summed over the main process and all workers."""
