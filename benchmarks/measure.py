@@ -7,7 +7,9 @@ and starts every loader cold. Spec kinds:
   for our ``TrainTransform`` and the stock full-decode PIL path.
 * anything in :data:`loaders.BUILDERS`: iterate the DataLoader for ``epochs`` epochs (persistent
   workers) and report time to first batch, throughput after the first batch, CPU seconds of the
-  whole process tree, its peak RSS, and every process's RSS at the end of each epoch.
+  whole process tree, its peak RSS, and every process's RSS at the end of each epoch; then, with
+  ``bare_images``, the bare limit again in this process (``bare``), so each contender has a limit
+  measured right beside it (load from other processes drifts over a run).
 """
 from __future__ import annotations
 
@@ -36,6 +38,13 @@ def _cpu(pids: list[int]) -> float:
 
 
 def measure_loader(spec: dict[str, Any]) -> dict[str, Any]:
+    """Iterate the contender for ``epochs`` epochs; every time is taken at a batch's arrival.
+
+    ``img_s`` is the steady rate inside epochs (from each epoch's first batch to its last);
+    ``img_s_overall`` also counts the restarts between epochs (a DataLoader refills its workers'
+    pipeline at every epoch: about one batch per worker, a fixed cost that a real ImageNet epoch
+    of 1.28 M images amortizes and a benchmark epoch of a few thousand does not).
+    """
     from loaders import BUILDERS
 
     me = os.getpid()
@@ -44,29 +53,32 @@ def measure_loader(spec: dict[str, Any]) -> dict[str, Any]:
         rss_before = procstat.rss(me)
         start = time.perf_counter()
         loader, set_epoch = BUILDERS[spec["kind"]](spec)
-        images = 0
         first_batch_s = None
         t_first = cpu_first = main_first = 0.0
         pids: list[int] = [me]
         worker_rss: list[list[int]] = []
         main_rss: list[int] = []
-        epoch_s: list[float] = []
+        per_epoch: list[tuple[int, int, float]] = []  # (images, images after the first batch, seconds between)
         for epoch in range(epochs):
             set_epoch(epoch)
-            t_epoch = time.perf_counter()
+            count = first_size = 0
+            t0 = t1 = 0.0
             for images_batch, targets in loader:
+                now = time.perf_counter()
                 if images_batch.dtype != torch.uint8 or images_batch.shape[1:] != (3, 224, 224):
                     raise RuntimeError(f"{spec['kind']}: unexpected batch {images_batch.dtype} "
                                        f"{tuple(images_batch.shape)}")
                 if first_batch_s is None:
-                    t_first = time.perf_counter()
+                    t_first = now
                     first_batch_s = t_first - start
                     pids = procstat.tree(me)
                     cpu_first = _cpu(pids)
                     main_first = procstat.cpu_seconds(me)
-                    first_size = len(targets)
-                images += len(targets)
-            epoch_s.append(time.perf_counter() - t_epoch)
+                if count == 0:
+                    t0, first_size = now, len(targets)
+                count += len(targets)
+                t1 = now
+            per_epoch.append((count, count - first_size, t1 - t0))
             pids = procstat.tree(me)  # persistent workers: the same processes every epoch
             worker_rss.append([procstat.rss(p) for p in pids[1:]])
             main_rss.append(procstat.rss(me))
@@ -77,17 +89,28 @@ def measure_loader(spec: dict[str, Any]) -> dict[str, Any]:
         del loader
     if first_batch_s is None:
         raise RuntimeError(f"{spec['kind']}: the loader yielded no batch")
-    steady = images - first_size
+    bare = None
+    if spec.get("bare_images"):  # after the loader: its memory figures stay its own
+        from decode_limit import bare_limit
+
+        bare = bare_limit([Path(p).read_bytes() for p in spec["bare_images"]], float(spec["bare_seconds"]))
+    images = sum(e[0] for e in per_epoch)
+    after_first = images - per_epoch[0][0] + per_epoch[0][1]
+    inside = sum(e[1] for e in per_epoch)
+    inside_s = sum(e[2] for e in per_epoch)
     return {
         "images": images,
         "epochs": epochs,
+        "bare": bare,
         "first_batch_s": first_batch_s,
-        "img_s": steady / (t_end - t_first) if t_end > t_first else 0.0,
+        "img_s": inside / inside_s if inside_s > 0 else 0.0,
+        "img_s_overall": after_first / (t_end - t_first) if t_end > t_first else 0.0,
         "cpu_s": cpu_end - cpu_first,
         "cpu_main_s": main_end - main_first,
         "wall_s": t_end - t_first,
-        "img_per_cpu_s": steady / (cpu_end - cpu_first) if cpu_end > cpu_first else 0.0,
-        "epoch_s": epoch_s,
+        "img_per_cpu_s": after_first / (cpu_end - cpu_first) if cpu_end > cpu_first else 0.0,
+        "epoch_images": [e[0] for e in per_epoch],
+        "epoch_s": [e[2] for e in per_epoch],
         "processes": len(pids),
         "peak_tree_rss": sampler.peak,
         "rss_before": rss_before,

@@ -165,7 +165,8 @@ def main(argv: list[str] | None = None) -> int:
             for name, kind, extra in plans:
                 leak = kind in ("ours", "webdataset") and "S3" not in name
                 spec = {**base, **extra, "kind": kind, "workers": w,
-                        "epochs": epochs if leak else args.epochs}
+                        "epochs": epochs if leak else args.epochs,
+                        "bare_images": bare_images, "bare_seconds": args.seconds / 2}
                 log(f"{name}, workers={w}, epochs={spec['epochs']} ...")
                 entries.append(Entry(name, kind, w, run_child(spec, work)))
     finally:
@@ -208,12 +209,18 @@ def main(argv: list[str] | None = None) -> int:
         "",
         *report.loader_table(entries, limit, cores),
         "",
-        "img/s counts every image after the first batch; × limit = img/s / (limit per core × cores used: "
-        "1 at workers=0, else the workers); img per CPU-s = images / CPU seconds of the whole process tree "
+        "img/s = the steady rate inside epochs (each epoch from its first batch to its last); × limit = "
+        "img/s / (limit per core × cores used: 1 at workers=0, else the workers), with the limit per core "
+        "measured again in the contender's process right after it (other load drifts over a run); "
+        "img/s with restarts = every "
+        "image after the very first batch over all the time since (at each epoch the DataLoader refills its "
+        "workers' pipeline, about one batch per worker: a fixed cost per epoch that 1.28 M images amortize "
+        "and these small epochs do not); img per CPU-s = images / CPU seconds of the whole process tree "
         "(compare with the limit per core: it is immune to other load on the machine); cores busy = CPU "
         "seconds per wall second of the tree (of the main process alone in brackets): below the cores used, "
         "the loader waited or other processes took the cores; peak tree RSS = the largest sum of RSS over "
-        "the loader process and its workers.",
+        "the loader process and its workers; RSS drift = the largest deviation of a worker's RSS at the end "
+        "of an epoch from its median over the epochs (the leak check).",
         "",
         "### Ratios against the targets",
         "",
