@@ -4,7 +4,7 @@ A fresh process per contender keeps each one's memory figures its own (``VmHWM``
 and starts every loader cold. Spec kinds:
 
 * ``bare``: ``bare_limit`` (benchmarks/decode_limit.py) over ``images`` files' bytes for ``seconds``,
-  for our ``TrainTransform`` and the stock full-decode PIL path.
+  for our ``TrainTransform``, the stock full-decode PIL path and the full decode alone.
 * anything in :data:`loaders.BUILDERS`: iterate the DataLoader for ``epochs`` epochs (persistent
   workers) and report time to first batch, throughput after the first batch, CPU seconds of the
   whole process tree, its peak RSS, and every process's RSS at the end of each epoch; then, with
@@ -30,7 +30,7 @@ def measure_bare(spec: dict[str, Any]) -> dict[str, Any]:
 
     jpegs = [Path(p).read_bytes() for p in spec["images"]]
     seconds = float(spec["seconds"])
-    return {"train": bare_limit(jpegs, seconds, "train"), "naive": bare_limit(jpegs, seconds, "naive")}
+    return {name: bare_limit(jpegs, seconds, name) for name in ("train", "naive", "decode")}
 
 
 def _cpu(pids: list[int]) -> float:
