@@ -205,4 +205,25 @@ def filesystem_for(url: str, storage_options: Mapping[str, Any] | None = None) -
     return url_to_fs(url, **dict(storage_options or {}))
 
 
+# -- fork safety --------------------------------------------------------------------------------
+# fsspec clears its filesystem instance caches in a forked child (e.g. a DataLoader worker). An
+# instance then garbage-collected in the child runs its finalizer, which closes the *parent's*
+# connections through the event-loop (epoll) instance that fork shares between the two processes:
+# the parent's loop stops seeing those sockets and its remote reads stall until they time out.
+# Keeping every instance that existed at fork time referenced in the child (never used there)
+# prevents the finalizers from running.
+_PINNED_AT_FORK: list[Any] = []
+
+
+def _pin_instances_before_fork() -> None:
+    from fsspec import spec
+
+    classes = list(getattr(spec, "_registered_classes", ()))
+    _PINNED_AT_FORK[:] = [inst for cls in classes for inst in list(getattr(cls, "_cache", {}).values())]
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(before=_pin_instances_before_fork, after_in_parent=_PINNED_AT_FORK.clear)
+
+
 __all__ = ["Store", "with_retries", "is_transient", "expand_urls", "filesystem_for"]
