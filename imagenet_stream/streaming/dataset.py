@@ -39,6 +39,9 @@ RESUME_FORMAT = "imagenet-stream/resume/1"      # state_dict(samples_seen=n): a 
 ITERATOR_FORMAT = "imagenet-stream/iterator/1"  # state_dict(): this process's iterator (torchdata Stateful)
 _CONFIG_KEYS = ("seed", "batch_size", "shuffle", "shuffle_window", "partial", "num_samples")
 
+#: Per-process objects inherited from a parent process through fork, kept alive on purpose.
+_INHERITED: list[object] = []
+
 #: Errors of an undecodable image (PIL raises UnidentifiedImageError/OSError, SyntaxError for some PNGs).
 DECODE_ERRORS = (OSError, ValueError, SyntaxError, EOFError, Image.DecompressionBombError)
 
@@ -156,7 +159,13 @@ class ImageNetStream(IterableDataset):
 
     def _process(self, slot: int) -> tuple[int, Store, ShardReader, Counter]:
         """Store, reader and counter row of this process (recreated after a fork or a pickle)."""
-        if self._proc is None or self._proc[0] != os.getpid() or self._proc[3].slot != slot:
+        if self._proc is not None and self._proc[0] != os.getpid():
+            # Inherited through fork: never let it be garbage-collected here. Finalizing the parent's
+            # fsspec filesystem in the child closes the parent's connections on the event-loop
+            # (epoll) instance that fork shares, which silently stalls the parent's remote I/O.
+            _INHERITED.append(self._proc)
+            self._proc = None
+        if self._proc is None or self._proc[3].slot != slot:
             store = Store(self._source.root, self._storage_options)
             counter = Counter(self._shared, slot)
             reader = ShardReader(store, self._source.shards, cache=self._cache, count=counter.add,

@@ -1,30 +1,52 @@
 """A local HTTP server for the remote-read tests: serves a folder with Range support (206), HEAD, and
 optionally misbehaves: ``flaky`` drops the connection half-way through the body of the first request
-of every distinct range; ``fail`` answers 503 forever for names containing it."""
+of every distinct range; ``fail`` answers 503 forever for names containing it.
+
+It runs in its own process (``python httpserver.py FOLDER LOG [--flaky] [--fail NAME]``, started by
+:func:`serve`): a server thread inside the test process would hand its sockets to every DataLoader
+worker forked during the test, which is not how a real remote server behaves.
+"""
 from __future__ import annotations
 
+import argparse
 import contextlib
+import json
 import os
 import re
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 _RANGE = re.compile(r"bytes=(\d+)-(\d*)$")
 
 
-@dataclass
 class Log:
-    """What the server saw: ``(name, start, end, completed)`` per GET."""
+    """What the server saw: ``(name, start, end, completed)`` per GET, one JSON line each in a file."""
 
-    gets: list[tuple[str, int, int, bool]] = field(default_factory=list)
-    lock: threading.Lock = field(default_factory=threading.Lock)
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = Path(path)
+        self.lock = threading.Lock()
+        self._kept: list[tuple[str, int, int, bool]] | None = None
+
+    def keep(self) -> None:
+        """Read the log into memory (the server is done; its file is about to go away)."""
+        self._kept = self.gets
 
     def add(self, *entry) -> None:
-        with self.lock:
-            self.gets.append(entry)
+        with self.lock, open(self.path, "a") as f:
+            f.write(json.dumps(entry) + "\n")
+            f.flush()
+
+    @property
+    def gets(self) -> list[tuple[str, int, int, bool]]:
+        if self._kept is not None:
+            return list(self._kept)
+        if not self.path.exists():
+            return []
+        return [tuple(json.loads(line)) for line in self.path.read_text().splitlines()]
 
 
 def make_handler(root: Path, log: Log, flaky: bool, fail: str | None):
@@ -104,15 +126,41 @@ def make_handler(root: Path, log: Log, flaky: bool, fail: str | None):
 
 @contextlib.contextmanager
 def serve(folder: str | os.PathLike[str], *, flaky: bool = False, fail: str | None = None) -> Iterator[tuple[str, Log]]:
-    """Serve ``folder`` on 127.0.0.1 (random port) for the ``with`` block: yields ``(base URL, Log)``."""
-    log = Log()
-    server = ThreadingHTTPServer(("127.0.0.1", 0), make_handler(Path(folder).resolve(), log, flaky, fail))
+    """Serve ``folder`` on 127.0.0.1 (random port) from a child process for the ``with`` block.
+
+    Yields ``(base URL, Log)``; the log stays readable after the block.
+    """
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        log_path = Path(tmp) / "requests.jsonl"
+        cmd = [sys.executable, __file__, str(folder), str(log_path)] + (["--flaky"] if flaky else []) + (
+            ["--fail", fail] if fail else [])
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
+        log = Log(log_path)
+        try:
+            port = int(proc.stdout.readline())
+            yield f"http://127.0.0.1:{port}", log
+        finally:
+            proc.terminate()
+            proc.wait(timeout=30)
+            proc.stdout.close()
+            log.keep()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("folder")
+    parser.add_argument("log")
+    parser.add_argument("--flaky", action="store_true")
+    parser.add_argument("--fail")
+    args = parser.parse_args()
+    server = ThreadingHTTPServer(("127.0.0.1", 0),
+                                 make_handler(Path(args.folder).resolve(), Log(args.log), args.flaky, args.fail))
     server.daemon_threads = True
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}", log
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join()
+    print(server.server_address[1], flush=True)
+    server.serve_forever()
+
+
+if __name__ == "__main__":
+    main()

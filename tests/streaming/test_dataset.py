@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import collections
+import gc
 
 import pytest
 import torch
@@ -84,6 +85,8 @@ def test_set_epoch_reaches_persistent_workers(small_ds) -> None:
         assert run_epoch(fresh, 2) == order  # what a non-persistent loader yields for that epoch
     assert orders[0] != orders[1] != orders[2]
     assert ds.stats()["samples_yielded"] == 180  # counters come back from the persistent workers
+    del loader
+    gc.collect()  # stop the persistent workers now, not during a later test
 
 
 def test_no_shuffle_streams_in_manifest_order(small_ds) -> None:
@@ -150,3 +153,5 @@ def test_spawned_persistent_workers_follow_set_epoch_and_report_counters(small_d
     reference.set_epoch(1)
     assert orders[1] == run_epoch(reference, 2)
     assert ds.stats()["samples_yielded"] == 120
+    del loader
+    gc.collect()  # stop the persistent workers now, not during a later test

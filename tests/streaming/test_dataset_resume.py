@@ -2,6 +2,7 @@
 the batches an uninterrupted run yields next; torchdata's StatefulDataLoader when installed."""
 from __future__ import annotations
 
+import gc
 import json
 
 import pytest
@@ -59,6 +60,8 @@ def test_resume_with_persistent_workers_applies_once(small_ds) -> None:
     assert [list(b[2]) for b in loader] == full  # same epoch again: the resume was consumed
     ds.set_epoch(1)
     assert sorted(k for b in loader for k in b[2]) == sorted(small_ds.all_keys)
+    del loader
+    gc.collect()  # stop the persistent workers now, not during a later test
 
 
 def test_resume_at_the_end_of_the_epoch_yields_nothing(small_ds) -> None:

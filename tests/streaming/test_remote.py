@@ -93,3 +93,21 @@ def test_a_persistently_failing_shard_raises_an_error_naming_it(small_ds, httpse
         reader = ShardReader(store, manifest_source(store).shards)
         with pytest.raises(StorageError, match="train-000002.tar"):
             list(reader.read([(np.array([0, 2]), np.array([0, 0]))]))
+
+
+def test_forked_workers_do_not_stall_the_parents_remote_reads(small_ds, httpserver) -> None:
+    """fsspec drops its instance cache in a forked child; the finalizers of the dropped instances
+    must not close the parent's pooled connections (fork shares the event loop's epoll)."""
+    import gc
+    import multiprocessing
+
+    import aiohttp
+
+    options = {"client_kwargs": {"timeout": aiohttp.ClientTimeout(total=10)}}
+    with httpserver.serve(small_ds.url) as (base, _):
+        first = Store(base, options, retries=0).read("index.json")  # the Store goes; its fs stays cached
+        child = multiprocessing.get_context("fork").Process(target=gc.collect)  # as a long-lived worker would
+        child.start()
+        child.join()
+        assert child.exitcode == 0
+        assert Store(base, options, retries=0).read("index.json") == first  # same pooled connection
