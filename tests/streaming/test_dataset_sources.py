@@ -115,3 +115,12 @@ def test_local_datasets_bypass_the_cache(small_ds, tmp_path) -> None:
     assert len(keys_of(ds)) == 60
     assert ds.stats()["cache_misses"] == 0
     assert not [p for p in (tmp_path / "cache").iterdir() if not p.name.startswith(".")]
+
+
+def test_class_subset_without_labels_bin_reads_the_side_indexes(tmp_path, dsutil) -> None:
+    built = dsutil.build_dataset(str(tmp_path / "ds"), 30, 10, labels_bin=False)
+    assert built.manifest.labels is None
+    ds = stream(built.url, classes=list(dsutil.CATS))
+    got = keys_of(ds)
+    assert {k for k, _ in got} == {k for k in built.all_keys if built.wnid(k) in dsutil.CATS}
+    assert all(dsutil.CATS[t] == built.wnid(k) for k, t in got)
