@@ -182,10 +182,7 @@ def _crop_resize(
     one only reads the box, Pillow's also reads the pixels just outside it.
     """
     if use_torch is None:
-        # Only single-threaded (DataLoader workers are): with intra-op threads, the tiny interpolate
-        # pays thread hand-offs that a busy training process turns into waits (2 threads measured
-        # 0.85x of 1 on an idle machine, under 0.4x under load); Pillow's resize has no such hazard.
-        use_torch = _USE_TORCH_RESIZE and torch.get_num_threads() == 1
+        use_torch = _USE_TORCH_RESIZE
     if use_torch:
         region = im.crop(box)
         if region.mode != "RGB":
