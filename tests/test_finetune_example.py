@@ -1,14 +1,9 @@
 """examples/finetune_hosted.py end to end: demo shards served by a local HTTP server, a few CPU steps."""
 from __future__ import annotations
 
-import contextlib
 import importlib.util
 import math
 import re
-import threading
-from collections.abc import Iterator
-from functools import partial
-from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from types import ModuleType
 
@@ -16,50 +11,10 @@ import pytest
 
 from imagenet_stream.sharding.demo_tree import make_demo_tree
 from imagenet_stream.sharding.pipeline import ShardOptions, shard
+from support.httpserver import serve
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "finetune_hosted.py"
-_RANGE = re.compile(r"bytes=(\d+)-(\d*)$")
 FINAL = re.compile(r"^top-1 (\S+)  top-5 (\S+)  mistake severity (\S+)  hierarchical distance@5 (\S+)$", re.M)
-
-
-class RangeHandler(SimpleHTTPRequestHandler):
-    """The standard library's file handler plus single byte-range GETs (206), which fsspec needs."""
-
-    protocol_version = "HTTP/1.1"
-
-    def log_message(self, format: str, *args: object) -> None:
-        pass
-
-    def do_GET(self) -> None:
-        match = _RANGE.match(self.headers.get("Range", ""))
-        path = Path(self.translate_path(self.path))
-        if not match or not path.is_file():
-            super().do_GET()
-            return
-        data = path.read_bytes()
-        start = int(match.group(1))
-        end = min(int(match.group(2)) + 1, len(data)) if match.group(2) else len(data)
-        body = data[start:end]
-        self.send_response(206)
-        self.send_header("Content-Range", f"bytes {start}-{end - 1}/{len(data)}")
-        self.send_header("Content-Length", str(len(body)))
-        self.send_header("Accept-Ranges", "bytes")
-        self.end_headers()
-        self.wfile.write(body)
-
-
-@contextlib.contextmanager
-def serve(folder: Path) -> Iterator[str]:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), partial(RangeHandler, directory=str(folder)))
-    server.daemon_threads = True
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join()
 
 
 @pytest.fixture(scope="module")
@@ -82,7 +37,7 @@ def demo_shards(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.mark.parametrize("loss", ["soft", "hxe", "semantic"])
 def test_finetune_over_http(example: ModuleType, demo_shards: Path, loss: str,
                             capsys: pytest.CaptureFixture[str]) -> None:
-    with serve(demo_shards) as url:
+    with serve(demo_shards) as (url, _):
         code = example.main([url, "--loss", loss, "--steps", "3", "--batch-size", "8", "--size", "32",
                              "--width", "8", "--eval-batches", "2", "--seed", "1"])
     out = capsys.readouterr().out
@@ -100,7 +55,7 @@ def test_finetune_over_http(example: ModuleType, demo_shards: Path, loss: str,
 
 def test_finetune_linear_head_on_a_class_subtree(example: ModuleType, demo_shards: Path,
                                                  capsys: pytest.CaptureFixture[str]) -> None:
-    with serve(demo_shards) as url:
+    with serve(demo_shards) as (url, _):
         code = example.main([url, "--classes", "n02084071", "--linear-head", "--steps", "2",
                              "--batch-size", "4",
                              "--size", "32", "--width", "8", "--eval-batches", "1"])
