@@ -9,6 +9,8 @@
   WordNet (``"n02084071"`` = all dogs), in dataset class order.
 * a list of wnids: exactly those, in the given order; each must be a class of the dataset.
 * a path to a text file of wnids (one per line): as a list.
+* a :class:`~imagenet_stream.hierarchy.Hierarchy` or :class:`~imagenet_stream.hierarchy.ClassSpace`
+  (e.g. ``Hierarchy.imagenet21k().restrict_subtree("n02084071")``): its classes, in its order.
 
 Targets are remapped to ``0 .. len(classes) - 1``; samples of other classes are not streamed.
 """
@@ -53,6 +55,9 @@ def resolve_classes(spec: object, dataset_wnids: Sequence[str] | None) -> ClassS
                           "brace-URL shards have none")
     dataset = tuple(dataset_wnids)
     position = {w: i for i, w in enumerate(dataset)}
+    if isinstance(spec, (Hierarchy, ClassSpace)):
+        wnids = spec.classes if isinstance(spec, Hierarchy) else spec.wnids
+        return _explicit(tuple(wnids), position, len(dataset), f"classes={spec!r}")
     if isinstance(spec, str) and spec in STANDARD_SPACES:
         wnids = standard_space(spec).wnids
         missing = [w for w in wnids if w not in position]

@@ -143,6 +143,16 @@ class ImageNetStream(IterableDataset):
         self.num_classes = len(self.classes) if self.classes is not None else self._source.num_classes
 
 
+    @property
+    def hierarchy(self) -> Any:
+        """The WordNet hierarchy over ``ds.classes`` (target ``i`` is class ``i``), for
+        :class:`~imagenet_stream.hierarchy.HierarchicalTargets`, losses and metrics."""
+        from imagenet_stream.hierarchy import Hierarchy
+
+        if self.classes is None:
+            raise ConfigError("brace-URL shards have no class list; a hierarchy needs a manifest")
+        return Hierarchy.for_classes(self.classes, name="dataset")
+
     # -- pickling into DataLoader workers -----------------------------------------------------------
     def __getstate__(self) -> dict[str, Any]:
         state = dict(self.__dict__)

@@ -72,6 +72,22 @@ def test_subtree_root_selects_every_class_under_it(small_ds, dsutil) -> None:
     assert cats.classes == sorted(dsutil.CATS)
 
 
+def test_hierarchy_objects_select_classes_and_come_back(small_ds, dsutil) -> None:
+    """The hierarchy's class-space objects select subsets, and ds.hierarchy matches ds.classes."""
+    from imagenet_stream.hierarchy import Hierarchy
+
+    full = stream(small_ds.url)
+    dogs = full.hierarchy.restrict_subtree("n02084071")
+    ds = stream(small_ds.url, classes=dogs)
+    assert ds.classes == list(dogs.classes) == sorted(dsutil.DOGS)
+    got = keys_of(ds)
+    assert got and all(dogs.classes[t] == small_ds.wnid(k) for k, t in got)
+    h = ds.hierarchy
+    assert isinstance(h, Hierarchy) and h.classes == tuple(ds.classes)
+    assert all(h.is_a(w, "n02084071") for w in h.classes)
+    assert stream(small_ds.url, classes=dogs.space).classes == ds.classes
+
+
 def test_in1k_keeps_the_standard_ilsvrc_indices(small_ds) -> None:
     from imagenet_stream.hierarchy import standard_space
 
