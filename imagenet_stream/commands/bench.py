@@ -29,7 +29,6 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from torch.utils.data import DataLoader
-    from tqdm import tqdm
 
     from ..streaming.dataset import ImageNetStream
 

@@ -5,7 +5,7 @@ import argparse
 import sys
 
 from ..errors import ImageNetStreamError
-from ..sharding.check import check_dataset, load_manifest
+from ..sharding.check import check_dataset
 from ..sharding.report import format_size
 from ..shards import Manifest
 from ..storage import Store
@@ -66,7 +66,7 @@ def summarize(manifest: Manifest, url: str) -> str:
 def run(args: argparse.Namespace) -> int:
     try:
         store = Store(args.url, parse_storage_options(args.storage_options))
-        manifest = load_manifest(store)
+        manifest = Manifest.load(store)
     except (ImageNetStreamError, OSError, ValueError) as exc:  # ValueError: an unknown URL protocol
         return fail(str(exc))
     print(summarize(manifest, args.url))

@@ -67,7 +67,6 @@ class HierarchicalCrossEntropy(nn.Module):
         t = self.targets
         t._check_logits(logits)
         idx = t._check_idx(idx)
-        rows = idx.shape[0]
         x = logits.float().index_select(1, t.order)  # pre-order columns
         depth = t.class_depth[idx].long()  # [B]
         # ring r = index l of the lowest path node C_l over each class: 0 = the target itself,

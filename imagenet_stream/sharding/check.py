@@ -24,14 +24,6 @@ from ..storage import Store
 _CHUNK = 8 << 20
 
 
-def load_manifest(store: Store) -> Manifest:
-    """The manifest of the dataset at ``store``; ManifestError when there is none (or an incomplete run)."""
-    if not store.exists(MANIFEST_NAME):
-        raise ManifestError(f"{store.url_of(MANIFEST_NAME)} does not exist "
-                            f"(not a dataset, or an incomplete run)")
-    return Manifest.from_json(store.read(MANIFEST_NAME), where=store.url_of(MANIFEST_NAME))
-
-
 class _HashingReader(io.RawIOBase):
     """A read-only stream that sha256-hashes and counts what passes through it."""
 

@@ -9,10 +9,18 @@ import hashlib
 import json
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from ..errors import ManifestError
-from .names import FORMAT_VERSION
+from .names import FORMAT_VERSION, MANIFEST_NAME
+
+
+class _Readable(Protocol):
+    """What :meth:`Manifest.load` needs of a store (``imagenet_stream.storage.Store`` fits)."""
+
+    def read(self, name: str) -> bytes: ...
+
+    def url_of(self, name: str) -> str: ...
 
 
 def wnids_sha256(wnids: Sequence[str]) -> str:
@@ -108,6 +116,20 @@ class Manifest:
         order = ["format_version", "name", "version", "created", "tool", "num_samples", "classes",
                  "class_counts", "labels", "shards", "extra"]
         return json.dumps({k: doc[k] for k in order}, separators=(",", ":"))
+
+    @classmethod
+    def load(cls, store: _Readable) -> "Manifest":
+        """Read and validate ``index.json`` of the dataset root ``store``.
+
+        ManifestError when it is absent: not a dataset root, or a sharding run that did not finish.
+        """
+        where = store.url_of(MANIFEST_NAME)
+        try:
+            raw = store.read(MANIFEST_NAME)
+        except FileNotFoundError:
+            raise ManifestError(f"{where} not found: not a dataset root, or an unfinished sharding run "
+                                "(for bare shards use a brace URL such as .../train-{000000..000009}.tar)") from None
+        return cls.from_json(raw, where=where)
 
     @classmethod
     def from_json(cls, text: str | bytes, where: str = "index.json") -> "Manifest":

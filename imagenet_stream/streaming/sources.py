@@ -71,12 +71,7 @@ def root_of(url: str) -> str:
 
 def manifest_source(store: Store) -> Source:
     """The source of a dataset root holding ``index.json``."""
-    try:
-        raw = store.read(MANIFEST_NAME)
-    except FileNotFoundError as exc:
-        raise ManifestError(f"{store.url_of(MANIFEST_NAME)} not found: not a dataset root "
-                            "(use a brace URL such as .../shard-{000000..000009}.tar for bare shards)") from exc
-    manifest = Manifest.from_json(raw, where=store.url_of(MANIFEST_NAME))
+    manifest = Manifest.load(store)
     shards = tuple(ShardInfo(name=s.name, num_samples=s.num_samples, bytes=s.bytes, sha256=s.sha256,
                              index=s.index, index_bytes=s.index_bytes, index_sha256=s.index_sha256)
                    for s in manifest.shards)

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from imagenet_stream.cli import main
-from imagenet_stream.sharding.check import check_dataset, load_manifest
+from imagenet_stream.sharding.check import check_dataset
 from imagenet_stream.sharding.demo_tree import DEMO_CLASSES
 from imagenet_stream.shards import MANIFEST_NAME, REPORT_NAME, Manifest, SideIndex
 from imagenet_stream.storage import Store
@@ -67,7 +67,7 @@ def test_inspect_verify_fails_on_a_flipped_byte(dataset: Path, capsys: pytest.Ca
 
 def test_check_finds_offset_label_and_labels_bin_errors(dataset: Path) -> None:
     store = Store(str(dataset))
-    manifest = load_manifest(store)
+    manifest = Manifest.load(store)
     entry = manifest.shards[0]
     side = SideIndex.from_bytes(store.read(entry.index))
     bad = SideIndex(side.shard, side.keys[::-1], side.labels[::-1].copy(), side.offsets,
@@ -86,13 +86,13 @@ def test_check_finds_offset_label_and_labels_bin_errors(dataset: Path) -> None:
 
 def test_check_finds_a_missing_shard(dataset: Path) -> None:
     (dataset / "train-000002.tar").unlink()
-    problems = check_dataset(Store(str(dataset)), load_manifest(Store(str(dataset))))
+    problems = check_dataset(Store(str(dataset)), Manifest.load(Store(str(dataset))))
     assert "train-000002.tar: missing" in problems
 
 
 def test_inspect_without_a_manifest(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     assert main(["inspect", str(tmp_path)]) == 2
-    assert "index.json does not exist" in capsys.readouterr().err
+    assert "index.json not found: not a dataset root, or an unfinished sharding run" in capsys.readouterr().err
 
 
 def test_shard_refuses_to_overwrite(dataset: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
@@ -101,7 +101,7 @@ def test_shard_refuses_to_overwrite(dataset: Path, tmp_path: Path, capsys: pytes
     assert "--overwrite" in capsys.readouterr().err
     assert main(["shard", str(tmp_path / "src"), "--out", str(dataset), "--workers", "0", "--no-progress",
                  "--overwrite", "--shard-size", "100", "--max-shard-bytes", "1M"]) == 0
-    assert len(load_manifest(Store(str(dataset))).shards) == 1
+    assert len(Manifest.load(Store(str(dataset))).shards) == 1
 
 
 def test_bad_storage_options_are_not_echoed(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:

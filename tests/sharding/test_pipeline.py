@@ -13,7 +13,8 @@ import webdataset as wds
 
 from imagenet_stream.errors import ConfigError
 from imagenet_stream.hierarchy import standard_space
-from imagenet_stream.sharding.check import check_dataset, load_manifest
+from imagenet_stream.sharding.check import check_dataset
+from imagenet_stream.shards import Manifest
 from imagenet_stream.sharding.pipeline import NothingKeptError, ShardOptions, shard
 from imagenet_stream.shards import (MANIFEST_NAME, REPORT_NAME, SideIndex, decode_label, decode_meta,
                                     iter_samples)
@@ -40,7 +41,7 @@ def make_tree(root: Path, per_class: int = 6,
 def read_dataset(url: str, storage_options: dict | None = None) -> dict[str, tuple[int, dict, bytes, str]]:
     """key -> (label, meta, image bytes, shard name), asserting no key appears twice."""
     store = Store(url, storage_options)
-    manifest = load_manifest(store)
+    manifest = Manifest.load(store)
     out: dict[str, tuple[int, dict, bytes, str]] = {}
     for entry in manifest.shards:
         for key, members in iter_samples(store.read(entry.name), entry.name):

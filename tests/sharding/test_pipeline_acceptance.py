@@ -15,7 +15,7 @@ import pytest
 
 from imagenet_stream.cli import main
 from imagenet_stream.hierarchy import standard_space
-from imagenet_stream.sharding.check import load_manifest
+from imagenet_stream.shards import Manifest
 from imagenet_stream.shards import MANIFEST_NAME, SideIndex, decode_label, decode_meta, iter_samples
 from imagenet_stream.storage import Store
 from imagenet_stream.synthetic import make_jpeg
@@ -35,7 +35,7 @@ def in1k_tree(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def _check_in1k(url: str, storage_options: dict | None) -> None:
     store = Store(url, storage_options)
-    manifest = load_manifest(store)
+    manifest = Manifest.load(store)
     in1k = standard_space("in1k")
     assert manifest.num_samples == 1000 and manifest.classes.space == "in1k"
     assert manifest.classes.wnids == in1k.wnids and manifest.class_counts == (1,) * 1000
@@ -123,4 +123,4 @@ def test_s3_options_from_fsspec_environment(tmp_path: Path, s3_endpoint: str, s3
     done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     s3_options = {"key": "testing", "secret": "testing", "client_kwargs": {"endpoint_url": s3_endpoint}}
-    assert load_manifest(Store(url, s3_options)).num_samples == 3
+    assert Manifest.load(Store(url, s3_options)).num_samples == 3
