@@ -2,7 +2,7 @@
 
 ``KEY.jpg`` holds RGB JPEG bytes, ``KEY.cls`` the class index as decimal ASCII, ``KEY.msgpack`` a
 metadata map (at least ``wnid``, ``source``, ``sha256``, ``width``, ``height``). Metadata is decoded
-with msgpack only; shard content is never unpickled.
+with msgpack only; no shard content ever goes through pickle.
 """
 from __future__ import annotations
 
