@@ -1,6 +1,6 @@
 """One sample as stored in a shard: its tar members and their encodings.
 
-``KEY.jpg`` holds RGB JPEG bytes, ``KEY.cls`` the class index as decimal ASCII, ``KEY.msgpack`` a
+``KEY.jpg`` holds RGB or grayscale JPEG bytes, ``KEY.cls`` the class index as decimal ASCII, ``KEY.msgpack`` a
 metadata map (at least ``wnid``, ``source``, ``sha256``, ``width``, ``height``). Metadata is decoded
 with msgpack only; no shard content ever goes through pickle.
 """
