@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import hashlib
-import io
 import tarfile
 from dataclasses import dataclass
 from typing import BinaryIO
@@ -14,9 +13,10 @@ from .sample import Sample
 from .side_index import SideIndex
 
 BLOCK = 512
+_ZEROS = bytes(tarfile.RECORDSIZE)
 
 
-class _HashingWriter(io.RawIOBase):
+class _HashingWriter:
     """Wraps a binary file: counts and sha256-hashes every byte written."""
 
     def __init__(self, raw: BinaryIO) -> None:
@@ -24,18 +24,24 @@ class _HashingWriter(io.RawIOBase):
         self.sha256 = hashlib.sha256()
         self.count = 0
 
-    def writable(self) -> bool:
-        return True
+    def write(self, data: bytes | memoryview) -> None:
+        self.raw.write(data)
+        self.sha256.update(data)
+        self.count += len(data)
 
-    def tell(self) -> int:
-        return self.count
 
-    def write(self, data) -> int:  # type: ignore[override]
-        view = memoryview(data)
-        self.raw.write(view)
-        self.sha256.update(view)
-        self.count += len(view)
-        return len(view)
+def member_header(name: str, size: int, mtime: int) -> bytes:
+    """The 512-byte ustar header of a regular file (mode 0444, no owner names).
+
+    Keys are ASCII and short enough (``MAX_KEY_LENGTH``) for the ustar name field, so no PAX
+    extended header is ever needed; tarfile, GNU tar and webdataset read these archives as is.
+    """
+    info = tarfile.TarInfo(name)
+    info.size = size
+    info.mtime = mtime
+    info.mode = 0o444
+    info.uname = info.gname = ""
+    return info.tobuf(tarfile.USTAR_FORMAT, "ascii", "strict")
 
 
 @dataclass(frozen=True)
@@ -59,7 +65,6 @@ class ShardWriter:
         self.name = name
         self.mtime = int(mtime)
         self._out = _HashingWriter(fileobj)
-        self._tar = tarfile.open(fileobj=self._out, mode="w", format=tarfile.PAX_FORMAT)  # type: ignore[arg-type]
         self._keys: list[str] = []
         self._labels: list[int] = []
         self._offsets: list[int] = []
@@ -72,23 +77,23 @@ class ShardWriter:
 
     @property
     def bytes_written(self) -> int:
-        return self._tar.offset
+        return self._out.count
 
     def add(self, sample: Sample) -> None:
+        """Append the sample's members (header, data, zero padding to 512 bytes each)."""
         if self._closed:
             raise ShardIntegrityError(f"shard {self.name!r} is already closed")
-        self._offsets.append(self._tar.offset)
+        out = self._out
+        self._offsets.append(out.count)
         for i, (member, data) in enumerate(sample.members()):
-            info = tarfile.TarInfo(member)
-            info.size = len(data)
-            info.mtime = self.mtime
-            info.mode = 0o444
-            info.uname = info.gname = ""
-            self._tar.addfile(info, io.BytesIO(data))
-            if i == 0:  # the image: its data ends at the padded end of this member
-                padded = -(-len(data) // BLOCK) * BLOCK
-                self._image_offsets.append(self._tar.offset - padded)
+            out.write(member_header(member, len(data), self.mtime))
+            if i == 0:  # the image
+                self._image_offsets.append(out.count)
                 self._image_sizes.append(len(data))
+            out.write(data)
+            pad = -len(data) % BLOCK
+            if pad:
+                out.write(_ZEROS[:pad])
         self._keys.append(sample.key)
         self._labels.append(sample.label)
 
@@ -96,8 +101,10 @@ class ShardWriter:
         """Finish the tar (end-of-archive blocks) and return its description."""
         if self._closed:
             raise ShardIntegrityError(f"shard {self.name!r} is already closed")
-        end_of_samples = self._tar.offset
-        self._tar.close()
+        end_of_samples = self._out.count
+        # End of archive: two zero blocks, then zeros up to a whole record, as tarfile writes it.
+        self._out.write(_ZEROS[:2 * BLOCK])
+        self._out.write(_ZEROS[:-self._out.count % tarfile.RECORDSIZE])
         self._closed = True
         index = SideIndex(
             shard=self.name,
