@@ -181,6 +181,7 @@ def test_nested_tar_is_read_as_a_forward_stream(tmp_path: Path) -> None:
     fifo = tmp_path / "stream.tar.gz"
     os.mkfifo(fifo)
     detected = threading.Event()
+    first_closed = threading.Event()
 
     def feed() -> None:
         for round_ in range(2):  # once for layout detection (reads the head only), once for records()
@@ -191,11 +192,15 @@ def test_nested_tar_is_read_as_a_forward_stream(tmp_path: Path) -> None:
                     f.write(data)
             except BrokenPipeError:
                 pass
+            first_closed.set()
 
     writer = threading.Thread(target=feed)
     writer.start()
     try:
         src = TarSource(str(fifo))
+        # records() must not open the FIFO while the first writer still holds it: it would read
+        # the rest of the first pass (or its EOF) instead of a fresh stream.
+        assert first_closed.wait(timeout=10)
         detected.set()
         recs = list(src.records())
     finally:
