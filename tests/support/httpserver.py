@@ -148,6 +148,13 @@ def serve(folder: str | os.PathLike[str], *, flaky: bool = False, fail: str | No
             log.keep()
 
 
+class _Server(ThreadingHTTPServer):
+    # The stock backlog of 5 overflows when several DataLoader workers and their prefetch threads
+    # connect at once on a loaded machine; a real server would not refuse them.
+    request_queue_size = 128
+    daemon_threads = True
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("folder")
@@ -155,9 +162,8 @@ def main() -> None:
     parser.add_argument("--flaky", action="store_true")
     parser.add_argument("--fail")
     args = parser.parse_args()
-    server = ThreadingHTTPServer(("127.0.0.1", 0),
-                                 make_handler(Path(args.folder).resolve(), Log(args.log), args.flaky, args.fail))
-    server.daemon_threads = True
+    handler = make_handler(Path(args.folder).resolve(), Log(args.log), args.flaky, args.fail)
+    server = _Server(("127.0.0.1", 0), handler)
     print(server.server_address[1], flush=True)
     server.serve_forever()
 
