@@ -2,8 +2,8 @@
 
 A :class:`Store` is a dataset root on any fsspec URL (local path, ``file://``,
 ``memory://``, ``s3://``, ``https://``...). It offers ranged reads with retries
-and backoff on transient errors, chunked reads that resume at the byte offset
-where a connection broke, and atomic writes (a partly written object is never
+and backoff on transient errors (chunked reads that resume at the byte offset are
+``streaming.fetch.read_range``), and atomic writes (a partly written object is never
 visible under its final name). Storage options (credentials) are never logged.
 """
 from __future__ import annotations
@@ -13,7 +13,7 @@ import logging
 import os
 import time
 import uuid
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, BinaryIO, TypeVar
 
 from fsspec.core import url_to_fs
@@ -117,17 +117,6 @@ class Store:
         return self._retry(lambda: self.fs.cat_file(path, start=start, end=end),
                            f"read {self.url_of(name)}[{start}:{end}]")
 
-    def iter_range(self, name: str, start: int, end: int, chunk_size: int = 8 << 20) -> Iterator[bytes]:
-        """Yield ``[start, end)`` in chunks; a broken connection resumes at the current offset."""
-        pos = start
-        while pos < end:
-            stop = min(pos + chunk_size, end)
-            data = self.read(name, pos, stop)
-            if not data:
-                raise StorageError(f"read {self.url_of(name)}: object ends at {pos}, expected {end} bytes")
-            yield data
-            pos += len(data)
-
     def open(self, name: str, mode: str = "rb", **kwargs: Any) -> BinaryIO:
         """An fsspec file object (streaming read or write, not atomic)."""
         return self.fs.open(self.path(name), mode, **kwargs)
@@ -200,11 +189,6 @@ def expand_urls(pattern: str) -> list[str]:
     return list(braceexpand(pattern))
 
 
-def filesystem_for(url: str, storage_options: Mapping[str, Any] | None = None) -> tuple[Any, str]:
-    """``(fs, path)`` for a single URL (not a dataset root), e.g. a shard listed by brace expansion."""
-    return url_to_fs(url, **dict(storage_options or {}))
-
-
 # -- fork safety --------------------------------------------------------------------------------
 # fsspec clears its filesystem instance caches in a forked child (e.g. a DataLoader worker). An
 # instance then garbage-collected in the child runs its finalizer, which closes the *parent's*
@@ -226,4 +210,4 @@ if hasattr(os, "register_at_fork"):
     os.register_at_fork(before=_pin_instances_before_fork, after_in_parent=_PINNED_AT_FORK.clear)
 
 
-__all__ = ["Store", "with_retries", "is_transient", "expand_urls", "filesystem_for"]
+__all__ = ["Store", "with_retries", "is_transient", "expand_urls"]
