@@ -16,7 +16,8 @@ Speed comes from decoding and resizing no more pixels than the output needs:
 Conventions: no EXIF orientation is applied (as torchvision's ``ImageFolder`` loader); every output
 has 3 channels (grayscale is replicated, CMYK/palette/alpha images are converted to RGB); the same
 bytes and the same ``np.random.Generator`` state give the identical tensor on a given machine.
-Undecodable bytes raise Pillow's errors (``PIL.UnidentifiedImageError`` / ``OSError``).
+Undecodable bytes raise Pillow's errors (``PIL.UnidentifiedImageError`` / ``OSError``); images above
+:data:`MAX_PIXELS` raise ``PIL.Image.DecompressionBombError`` before any pixel is decoded.
 """
 from __future__ import annotations
 
@@ -125,9 +126,23 @@ def _eval_box(width: int, height: int, size: int, resize: int) -> tuple[float, f
 
 
 # --------------------------------------------------------------------------- decoding
+#: Images with more pixels than this are refused before any pixel is decoded (Pillow's own default
+#: limit, made explicit so it holds whatever ``PIL.Image.MAX_IMAGE_PIXELS`` a process sets).
+MAX_PIXELS = 89_478_485
+
+
 def _open(data: ImageBytes) -> Image.Image:
-    """Open lazily: only the header is parsed, nothing is decoded yet."""
-    return Image.open(io.BytesIO(data))
+    """Open lazily: only the header is parsed, nothing is decoded yet.
+
+    Raises ``PIL.Image.DecompressionBombError`` (one of the errors a dataset counts as a corrupt
+    sample) for images above :data:`MAX_PIXELS`, whatever the decode path.
+    """
+    im = Image.open(io.BytesIO(data))
+    width, height = im.size
+    if width * height > MAX_PIXELS:
+        raise Image.DecompressionBombError(
+            f"image of {width}x{height} = {width * height:,} pixels exceeds the limit of {MAX_PIXELS:,}")
+    return im
 
 
 def _draft(im: Image.Image, box_w: float, box_h: float, out_w: int, out_h: int) -> float:

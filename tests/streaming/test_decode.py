@@ -283,3 +283,19 @@ def test_build_transform_presets_and_errors() -> None:
     assert isinstance(err.value, ValueError)
     with pytest.raises(ConfigError, match="5"):
         build_transform(5)  # type: ignore[arg-type]
+
+
+@pytest.fixture(scope="module")
+def png_bomb() -> bytes:
+    """A 1-bit PNG of 10,000 x 9,000 pixels (over the limit) that compresses to a few KB."""
+    buf = io.BytesIO()
+    Image.new("1", (10_000, 9_000)).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+@pytest.mark.parametrize("spec", ["train", "eval", None, lambda im: im.size], ids=["train", "eval", "raw", "pil"])
+def test_every_decode_path_refuses_a_pixel_bomb(png_bomb: bytes, spec) -> None:
+    assert len(png_bomb) < 100_000
+    transform = build_transform(spec)
+    with pytest.raises(Image.DecompressionBombError, match="exceeds the limit"):
+        transform(png_bomb, np.random.default_rng(0))
