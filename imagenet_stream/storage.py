@@ -4,21 +4,26 @@ A :class:`Store` is a dataset root on any fsspec URL (local path, ``file://``,
 ``memory://``, ``s3://``, ``https://``...). It offers ranged reads with retries
 and backoff on transient errors (chunked reads that resume at the byte offset are
 ``streaming.fetch.read_range``), and atomic writes (a partly written object is never
-visible under its final name). Storage options (credentials) are never logged.
+visible under its final name; local files are fsync'd before and after the rename, so a
+power loss cannot leave an empty committed file). Storage options (credentials) are never
+logged: every message built from a storage error goes through :mod:`imagenet_stream.redaction`.
 """
 from __future__ import annotations
 
 import errno
 import logging
 import os
+import random
 import time
 import uuid
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any, BinaryIO, TypeVar
 
 from fsspec.core import url_to_fs
 
-from .errors import StorageError
+from .errors import ConfigError, StorageError
+from .redaction import Redactor, describe, redact_url
 
 log = logging.getLogger(__name__)
 
@@ -31,10 +36,16 @@ _TRANSIENT_ERRNOS = frozenset(
     {errno.ECONNRESET, errno.ECONNREFUSED, errno.ECONNABORTED, errno.ETIMEDOUT, errno.EPIPE, errno.EAGAIN}
 )
 _PERMANENT = (FileNotFoundError, PermissionError, IsADirectoryError, NotADirectoryError, FileExistsError)
+#: Words in an error's class name or message that mark throttling or a passing server fault
+#: (S3 ``SlowDown`` / ``503 Slow Down`` / ``InternalError``, GCS ``rateLimitExceeded``, ...).
+_TRANSIENT_WORDS = ("timeout", "timed out", "connection", "disconnected", "payloaderror", "throttl", "slowdown",
+                    "slow down", "reduce your request rate", "service unavailable", "internalerror",
+                    "requesttimeout", "ratelimit", "too many requests", "temporarily unavailable")
+_COPY_CHUNK = 8 << 20
 
 
 def is_transient(exc: BaseException) -> bool:
-    """True for errors worth retrying: connection resets, timeouts, HTTP 5xx / throttling."""
+    """True for errors worth retrying: connection resets, timeouts, HTTP 5xx / 408 / 429, throttling."""
     if isinstance(exc, _PERMANENT):
         return False
     if isinstance(exc, (ConnectionError, TimeoutError)):
@@ -44,40 +55,108 @@ def is_transient(exc: BaseException) -> bool:
         return status >= 500 or status in (408, 429)
     if isinstance(exc, OSError) and exc.errno in _TRANSIENT_ERRNOS:
         return True
-    name = type(exc).__name__.lower()
-    return any(word in name for word in ("timeout", "connection", "disconnected", "payloaderror", "throttl"))
+    try:
+        text = f"{type(exc).__name__} {exc}".lower()
+    except Exception:  # noqa: BLE001 - a broken __str__: judge by the class name alone
+        text = type(exc).__name__.lower()
+    return any(word in text for word in _TRANSIENT_WORDS)
 
 
-def with_retries(fn: Callable[[], T], what: str, retries: int = 5, backoff: float = 0.2,
-                 max_backoff: float = 10.0) -> T:
-    """Call ``fn``, retrying transient errors with exponential backoff; raise :class:`StorageError` at the end."""
-    delay = backoff
-    for attempt in range(retries + 1):
+@dataclass(frozen=True)
+class RetryPolicy:
+    """How transient storage errors are retried: exponential backoff with full jitter.
+
+    Attempt ``i`` (from 0) waits ``uniform(0, min(max_backoff, backoff * 2**i))`` before the next
+    one; it gives up after ``attempts`` tries or once ``deadline`` seconds have passed since the
+    first, whichever comes first. The defaults ride out minutes of S3 ``SlowDown`` or a restarting
+    server, as long training jobs need; tests and interactive tools pass shorter ones.
+    """
+
+    attempts: int = 12
+    backoff: float = 0.5
+    max_backoff: float = 30.0
+    deadline: float = 300.0
+    jitter: bool = True
+
+    def __post_init__(self) -> None:
+        if isinstance(self.attempts, bool) or not isinstance(self.attempts, int) or self.attempts < 1:
+            raise ConfigError(f"retry attempts must be an int >= 1, got {self.attempts!r}")
+        for name in ("backoff", "max_backoff", "deadline"):
+            value = getattr(self, name)
+            if not isinstance(value, (int, float)) or isinstance(value, bool) or value < 0:
+                raise ConfigError(f"retry {name} must be a number >= 0, got {value!r}")
+
+    def delay(self, attempt: int, rng: random.Random | None = None) -> float:
+        """Seconds to wait after failed attempt ``attempt`` (0-based)."""
+        cap = min(self.max_backoff, self.backoff * (2.0 ** min(attempt, 60)))
+        return (rng or random).uniform(0.0, cap) if self.jitter else cap
+
+
+#: A short policy for command-line tools (about 6 s at most), the old fixed budget.
+QUICK_RETRIES = RetryPolicy(attempts=6, backoff=0.2, max_backoff=10.0, deadline=60.0, jitter=False)
+
+
+def with_retries(fn: Callable[[], T], what: str, policy: RetryPolicy = QUICK_RETRIES,
+                 describe_error: Callable[[BaseException], str] = describe) -> T:
+    """Call ``fn``, retrying transient errors under ``policy``; raise :class:`StorageError` at the end.
+
+    ``what`` names the operation for messages (it must carry no credentials); the error text comes
+    from ``describe_error`` (redacted), and the original exception is not chained, since its
+    ``repr`` may hold request headers.
+    """
+    started = time.monotonic()
+    for attempt in range(policy.attempts):
+        failure: str | None = None
         try:
             return fn()
         except Exception as exc:  # noqa: BLE001 - classified just below
             if not is_transient(exc):
                 raise
-            if attempt == retries:
-                raise StorageError(f"{what}: failed after {retries + 1} attempts: {exc!r}") from exc
-            log.warning("%s: transient error (%s), retry %d/%d in %.1fs",
-                        what, type(exc).__name__, attempt + 1, retries, delay)
-            time.sleep(delay)
-            delay = min(delay * 2, max_backoff)
+            elapsed = time.monotonic() - started
+            wait = policy.delay(attempt)
+            if attempt + 1 >= policy.attempts or elapsed + wait > policy.deadline:
+                failure = f"{what}: failed after {attempt + 1} attempt(s) in {elapsed:.1f}s: {describe_error(exc)}"
+            else:
+                log.warning("%s: transient error (%s), retry %d/%d in %.1fs",
+                            what, type(exc).__name__, attempt + 1, policy.attempts - 1, wait)
+        if failure is not None:  # raised outside the handler: the original error is not even its context
+            raise StorageError(failure)
+        time.sleep(wait)
     raise AssertionError("unreachable")
+
+
+def _fsync_dir(path: str) -> None:
+    """Make a rename in ``path`` durable (best effort where directories cannot be opened)."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
 
 
 class Store:
     """A dataset root on an fsspec URL; object names are relative to it (``"index.json"``)."""
 
     def __init__(self, url: str, storage_options: Mapping[str, Any] | None = None, *,
-                 retries: int = 5, backoff: float = 0.2) -> None:
+                 retry: RetryPolicy = QUICK_RETRIES) -> None:
         if not url:
             raise StorageError("empty storage URL")
         self.url = url.rstrip("/") or url
-        self.retries = retries
-        self.backoff = backoff
-        self.fs, self.root = url_to_fs(self.url, **dict(storage_options or {}))
+        self.retry = retry
+        self._redact = Redactor(storage_options)
+        self.display_url = self._redact(redact_url(self.url))
+        failure = None
+        try:
+            self.fs, self.root = url_to_fs(self.url, **dict(storage_options or {}))
+        except (ValueError, ImportError, TypeError) as exc:  # unknown protocol, missing backend, bad option
+            failure = f"cannot open {self.display_url}: {self._redact.describe(exc)}"
+        if failure is not None:
+            raise ConfigError(failure)
         self.root = self.root.rstrip("/")
         protocols = self.fs.protocol if isinstance(self.fs.protocol, tuple) else (self.fs.protocol,)
         self.protocol = protocols[0]
@@ -85,7 +164,7 @@ class Store:
         self.is_local = any(p in ("file", "local") for p in protocols)
 
     def __repr__(self) -> str:  # never show storage options
-        return f"Store({self.url!r})"
+        return f"Store({self.display_url!r})"
 
     # -- naming ---------------------------------------------------------------------------
     def path(self, name: str) -> str:
@@ -94,15 +173,26 @@ class Store:
 
     def url_of(self, name: str) -> str:
         """A human-readable URL of ``name`` (for messages; carries no credentials)."""
-        return f"{self.url}/{name}"
+        return f"{self.display_url}/{name}"
+
+    def describe(self, exc: BaseException) -> str:
+        """A foreign exception as message text, this store's secrets masked."""
+        return self._redact.describe(exc)
 
     def _retry(self, fn: Callable[[], T], what: str) -> T:
+        """``with_retries`` plus: any other error is re-raised with a redacted text and no chained
+        original (its ``repr`` or context may hold credentials); permanent ones keep their type,
+        so callers still catch ``FileNotFoundError``."""
+        replacement: BaseException
         try:
-            return with_retries(fn, what, self.retries, self.backoff)
-        except (StorageError, *_PERMANENT):
+            return with_retries(fn, what, self.retry, self._redact.describe)
+        except StorageError:
             raise
-        except OSError as exc:  # e.g. S3's 416 "range not satisfiable": name the object
-            raise StorageError(f"{what}: {exc}") from exc
+        except _PERMANENT as exc:
+            replacement = type(exc)(f"{what}: {self._redact.describe(exc)}")
+        except Exception as exc:  # noqa: BLE001 - e.g. S3's 416 "range not satisfiable": name the object
+            replacement = StorageError(f"{what}: {self._redact.describe(exc)}")
+        raise replacement
 
     # -- reading --------------------------------------------------------------------------
     def exists(self, name: str) -> bool:
@@ -119,12 +209,12 @@ class Store:
 
     def open(self, name: str, mode: str = "rb", **kwargs: Any) -> BinaryIO:
         """An fsspec file object (streaming read or write, not atomic)."""
-        return self.fs.open(self.path(name), mode, **kwargs)
+        return self._retry(lambda: self.fs.open(self.path(name), mode, **kwargs), f"open {self.url_of(name)}")
 
     def list(self, prefix: str = "") -> list[str]:
         """Names of the objects directly under the root that start with ``prefix`` (sorted)."""
         try:
-            entries = self._retry(lambda: self.fs.ls(self.root, detail=False), f"list {self.url}")
+            entries = self._retry(lambda: self.fs.ls(self.root, detail=False), f"list {self.display_url}")
         except FileNotFoundError:
             return []
         names = [e.rstrip("/").rsplit("/", 1)[-1] for e in entries]
@@ -134,19 +224,26 @@ class Store:
     def makedirs(self) -> None:
         """Create the root where the file system has directories (no-op on object stores)."""
         if not self.is_object_store:
-            self.fs.makedirs(self.root, exist_ok=True)
+            self._retry(lambda: self.fs.makedirs(self.root, exist_ok=True), f"mkdir {self.display_url}")
 
     def _temp_name(self, name: str) -> str:
         return f"{name}.tmp-{uuid.uuid4().hex[:12]}"
 
     def write_atomic(self, name: str, data: bytes) -> None:
         """Write ``data`` so that ``name`` appears only complete (temp name + rename, or one PUT)."""
+        what = f"write {self.url_of(name)}"
         if self.is_object_store:
-            self._retry(lambda: self.fs.pipe_file(self.path(name), data), f"write {self.url_of(name)}")
+            self._retry(lambda: self.fs.pipe_file(self.path(name), data), what)
             return
         tmp = self._temp_name(name)
         try:
-            self.fs.pipe_file(self.path(tmp), data)
+            if self.is_local:
+                with open(self.path(tmp), "wb") as f:
+                    f.write(data)
+                    f.flush()
+                    os.fsync(f.fileno())
+            else:
+                self._retry(lambda: self.fs.pipe_file(self.path(tmp), data), what)
             self._commit(tmp, name)
         except BaseException:
             self._discard(tmp)
@@ -155,12 +252,20 @@ class Store:
     def put_file_atomic(self, local_path: str | os.PathLike[str], name: str) -> None:
         """Upload a local file so that ``name`` appears only complete."""
         local_path = os.fspath(local_path)
+        what = f"upload {self.url_of(name)}"
         if self.is_object_store:
-            self._retry(lambda: self.fs.put_file(local_path, self.path(name)), f"upload {self.url_of(name)}")
+            self._retry(lambda: self.fs.put_file(local_path, self.path(name)), what)
             return
         tmp = self._temp_name(name)
         try:
-            self.fs.put_file(local_path, self.path(tmp))
+            if self.is_local:
+                with open(local_path, "rb") as src, open(self.path(tmp), "wb") as dst:
+                    while chunk := src.read(_COPY_CHUNK):
+                        dst.write(chunk)
+                    dst.flush()
+                    os.fsync(dst.fileno())
+            else:
+                self._retry(lambda: self.fs.put_file(local_path, self.path(tmp)), what)
             self._commit(tmp, name)
         except BaseException:
             self._discard(tmp)
@@ -168,9 +273,10 @@ class Store:
 
     def _commit(self, tmp: str, name: str) -> None:
         if self.is_local:
-            os.replace(self.path(tmp), self.path(name))  # atomic on POSIX
+            os.replace(self.path(tmp), self.path(name))  # atomic on POSIX; the data was fsync'd
+            _fsync_dir(os.path.dirname(self.path(name)) or ".")
         else:
-            self.fs.mv(self.path(tmp), self.path(name))
+            self._retry(lambda: self.fs.mv(self.path(tmp), self.path(name)), f"rename {self.url_of(name)}")
 
     def _discard(self, name: str) -> None:
         try:
@@ -210,4 +316,4 @@ if hasattr(os, "register_at_fork"):
     os.register_at_fork(before=_pin_instances_before_fork, after_in_parent=_PINNED_AT_FORK.clear)
 
 
-__all__ = ["Store", "with_retries", "is_transient", "expand_urls"]
+__all__ = ["QUICK_RETRIES", "RetryPolicy", "Store", "with_retries", "is_transient", "expand_urls"]

@@ -1,4 +1,5 @@
-"""Shared fixtures: a real S3 server (moto, 127.0.0.1, random port) and its storage options."""
+"""Shared fixtures: a real S3 server (moto, 127.0.0.1, random port) and its storage options; small real
+datasets and a local HTTP server (see tests/support)."""
 from __future__ import annotations
 
 import os
@@ -6,6 +7,9 @@ import uuid
 from collections.abc import Iterator
 
 import pytest
+
+from support import dsutil as _dsutil
+from support import httpserver as _httpserver
 
 
 @pytest.fixture(scope="session")
@@ -39,3 +43,21 @@ def s3_bucket(s3_options: dict) -> str:
     name = f"test-{uuid.uuid4().hex[:10]}"
     fs.mkdir(name)  # no region_name: moto's default region
     return name
+
+
+@pytest.fixture(scope="session")
+def dsutil() -> ModuleType:
+    """The dataset builder module (build_dataset, truncate_object, WNIDS, DOGS, CATS, FISH)."""
+    return _dsutil
+
+
+@pytest.fixture(scope="session")
+def httpserver() -> ModuleType:
+    """The local HTTP server module (serve(folder, flaky=...))."""
+    return _httpserver
+
+
+@pytest.fixture(scope="session")
+def small_ds(tmp_path_factory: pytest.TempPathFactory):
+    """60 samples in 6 shards of 10, 7 classes mixed across shards (read-only: do not modify)."""
+    return _dsutil.build_dataset(str(tmp_path_factory.mktemp("small") / "ds"), 60, 10)

@@ -6,7 +6,7 @@ import errno
 import pytest
 
 from imagenet_stream.errors import StorageError
-from imagenet_stream.storage import Store, is_transient, with_retries
+from imagenet_stream.storage import RetryPolicy, Store, is_transient, with_retries
 from imagenet_stream.streaming.fetch import read_range
 
 
@@ -63,14 +63,14 @@ def test_with_retries_recovers_then_gives_up() -> None:
             raise ConnectionResetError(errno.ECONNRESET, "reset")
         return "ok"
 
-    assert with_retries(flaky, "flaky", retries=5, backoff=0.001) == "ok"
+    assert with_retries(flaky, "flaky", RetryPolicy(attempts=6, backoff=0.001)) == "ok"
     assert len(calls) == 3
 
     def always() -> None:
         raise TimeoutError("slow")
 
-    with pytest.raises(StorageError, match="after 3 attempts"):
-        with_retries(always, "always", retries=2, backoff=0.001)
+    with pytest.raises(StorageError, match=r"after 3 attempt\(s\)"):
+        with_retries(always, "always", RetryPolicy(attempts=3, backoff=0.001))
 
 
 def test_transient_classification() -> None:

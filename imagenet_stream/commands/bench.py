@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 
 from ..errors import ImageNetStreamError
-from ._common import fail, parse_storage_options
+from ._common import STORAGE_OPTIONS_HELP, fail, parse_storage_options
 from ._streaming import stream_epoch
 
 HELP = "stream a dataset through a torch DataLoader (decode + crop included) and print images per second"
@@ -22,7 +22,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--size", type=int, default=224, help="output side (default 224)")
     p.add_argument("--epoch", type=int, default=0, help="epoch to stream (default 0)")
     p.add_argument("--cache-dir", default=None, help="local shard cache for remote datasets")
-    p.add_argument("--storage-options", metavar="JSON", help="fsspec storage options as a JSON object")
+    p.add_argument("--storage-options", metavar="JSON|@FILE", help=STORAGE_OPTIONS_HELP)
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
 

@@ -9,7 +9,7 @@ from ..sharding.check import check_dataset
 from ..sharding.report import format_size
 from ..shards import Manifest
 from ..storage import Store
-from ._common import fail, parse_storage_options
+from ._common import STORAGE_OPTIONS_HELP, fail, parse_storage_options
 
 HELP = "print a dataset's manifest summary; --verify re-hashes every shard and checks every offset"
 TOP_CLASSES = 10
@@ -20,7 +20,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("url", metavar="URL", help="dataset root (holding index.json)")
     p.add_argument("--verify", action="store_true",
                    help="re-read every shard, side index and labels.bin; exit 1 on any mismatch")
-    p.add_argument("--storage-options", metavar="JSON", help="fsspec storage options as a JSON object")
+    p.add_argument("--storage-options", metavar="JSON|@FILE", help=STORAGE_OPTIONS_HELP)
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
 

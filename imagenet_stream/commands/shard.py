@@ -9,7 +9,7 @@ from typing import Any
 from ..errors import ImageNetStreamError
 from ..sharding.pipeline import NothingKeptError, ShardOptions, ShardResult, shard
 from ..sharding.report import format_report
-from ._common import fail, parse_storage_options
+from ._common import STORAGE_OPTIONS_HELP, fail, parse_storage_options
 
 HELP = "shard ImageNet (folders, tars of tars, val folder + labels, CSV/JSONL lists) into class-mixed tars"
 
@@ -28,9 +28,7 @@ def _size(text: str) -> int:
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     """The sharding options (shared with ``demo``, which fixes the sources and the output)."""
-    p.add_argument("--storage-options", metavar="JSON",
-                   help="fsspec storage options for --out as a JSON object (added to fsspec's own config, "
-                        "e.g. FSSPEC_S3_ENDPOINT_URL / AWS_* env vars); never printed")
+    p.add_argument("--storage-options", metavar="JSON|@FILE", help=STORAGE_OPTIONS_HELP)
     p.add_argument("--classes", metavar="in1k|in21k|in22k|FILE",
                    help="class space of the .cls indices (default: the smallest standard space holding "
                         "every source wnid)")

@@ -124,10 +124,7 @@ def run_pipeline(sources: Sequence[Source], options: ShardOptions,
     """Shard ``sources`` into ``options.out``; return the manifest and the report."""
     if not sources:
         raise SourceError("no sources given")
-    try:
-        store = Store(options.out, options.storage_options)
-    except (ValueError, ImportError) as exc:  # unknown protocol, missing fsspec backend
-        raise ConfigError(f"cannot open output {options.out!r}: {exc}") from exc
+    store = Store(options.out, options.storage_options)  # ConfigError for an unknown protocol
     _prepare_output(store, options)
     started = time.time()
     space = load_space(options.classes) if options.classes else None
@@ -146,7 +143,7 @@ def run_pipeline(sources: Sequence[Source], options: ShardOptions,
             packer.abort()
             raise
     descriptions = [s.description for s in sources]
-    report = run.report.build(out=store.url, sources=descriptions, class_space=space.id,
+    report = run.report.build(out=store.display_url, sources=descriptions, class_space=space.id,
                               num_classes=len(space),
                               shards=len(shards), total_bytes=sum(s.bytes for s in shards),
                               seconds=time.time() - started, seed=options.seed)
@@ -167,7 +164,7 @@ def run_pipeline(sources: Sequence[Source], options: ShardOptions,
     )
     store.write_atomic(REPORT_NAME, report_json(report))
     write_manifest(store, manifest)  # last: its presence marks the dataset complete
-    log.info("wrote %d samples in %d shards to %s", manifest.num_samples, len(shards), store.url)
+    log.info("wrote %d samples in %d shards to %s", manifest.num_samples, len(shards), store.display_url)
     return ShardResult(manifest, report)
 
 
@@ -309,14 +306,14 @@ def _prepare_output(store: Store, options: ShardOptions) -> None:
     store.makedirs()
     if store.exists(MANIFEST_NAME):
         if not options.overwrite:
-            raise ConfigError(f"{store.url} already holds a dataset ({MANIFEST_NAME}); "
+            raise ConfigError(f"{store.display_url} already holds a dataset ({MANIFEST_NAME}); "
                               f"pass --overwrite to replace it")
         store.remove(MANIFEST_NAME)  # first: from here on the old dataset no longer looks complete
-        log.info("removed the old %s of %s", MANIFEST_NAME, store.url)
+        log.info("removed the old %s of %s", MANIFEST_NAME, store.display_url)
     ours = re.compile(rf"^{re.escape(options.prefix)}-\d{{6}}\.(tar|idx)$")
     stale = [n for n in store.list()
              if n in (LABELS_NAME, REPORT_NAME) or ours.match(n) or _TEMP_RE.search(n)]
     for name in stale:
         store.remove(name)
     if stale:
-        log.info("removed %d stale objects from %s", len(stale), store.url)
+        log.info("removed %d stale objects from %s", len(stale), store.display_url)

@@ -20,7 +20,8 @@ def _object_size(store: Store, name: str, exc: BaseException) -> int:
     try:
         return store.size(name)
     except Exception as size_exc:  # noqa: BLE001 - the original error is the one to report
-        raise StorageError(f"read {store.url_of(name)}: {exc!r} (and its size is unknown: {size_exc!r})") from exc
+        raise StorageError(f"read {store.url_of(name)}: {store.describe(exc)} (and its size is unknown: "
+                           f"{store.describe(size_exc)})") from None
 
 
 def read_range(store: Store, name: str, start: int, end: int, *, chunk_size: int = DEFAULT_CHUNK,
@@ -39,7 +40,7 @@ def read_range(store: Store, name: str, start: int, end: int, *, chunk_size: int
                 break  # the range starts past the end of a truncated object (e.g. HTTP/S3 416)
             if isinstance(exc, StorageError):
                 raise
-            raise StorageError(f"read {store.url_of(name)}[{pos}:{stop}]: {exc!r}") from exc
+            raise StorageError(f"read {store.url_of(name)}[{pos}:{stop}]: {store.describe(exc)}") from None
         if len(data) > stop - pos:
             raise StorageError(f"read {store.url_of(name)}[{pos}:{stop}]: got {len(data)} bytes for a "
                                f"{stop - pos}-byte range (does the server ignore Range requests?)")

@@ -9,7 +9,7 @@ import pytest
 from torch.utils.data import DataLoader
 
 from imagenet_stream.errors import StorageError
-from imagenet_stream.storage import Store
+from imagenet_stream.storage import RetryPolicy, Store
 from imagenet_stream.streaming import ImageNetStream
 from imagenet_stream.streaming.reader import ShardReader
 from imagenet_stream.streaming.sources import manifest_source
@@ -71,7 +71,7 @@ def test_http_streams_the_same_keys_as_the_local_folder(small_ds, httpserver) ->
 
 def test_flaky_http_reads_are_retried_and_resume_at_the_byte_offset(small_ds, httpserver) -> None:
     with httpserver.serve(small_ds.url, flaky=True) as (base, log):
-        store = Store(base, backoff=0.01)
+        store = Store(base, retry=RetryPolicy(backoff=0.01, jitter=False))
         shards = manifest_source(store).shards  # index.json: fails once, then retried
         reader = ShardReader(store, shards, chunk_size=4096, merge_gap=0)
         order = np.arange(10)
@@ -89,7 +89,7 @@ def test_flaky_http_reads_are_retried_and_resume_at_the_byte_offset(small_ds, ht
 
 def test_a_persistently_failing_shard_raises_an_error_naming_it(small_ds, httpserver) -> None:
     with httpserver.serve(small_ds.url, fail="train-000002.tar") as (base, _):
-        store = Store(base, retries=2, backoff=0.01)
+        store = Store(base, retry=RetryPolicy(attempts=3, backoff=0.01))
         reader = ShardReader(store, manifest_source(store).shards)
         with pytest.raises(StorageError, match="train-000002.tar"):
             list(reader.read([(np.array([0, 2]), np.array([0, 0]))]))
@@ -105,9 +105,9 @@ def test_forked_workers_do_not_stall_the_parents_remote_reads(small_ds, httpserv
 
     options = {"client_kwargs": {"timeout": aiohttp.ClientTimeout(total=10)}}
     with httpserver.serve(small_ds.url) as (base, _):
-        first = Store(base, options, retries=0).read("index.json")  # the Store goes; its fs stays cached
+        first = Store(base, options, retry=RetryPolicy(attempts=1)).read("index.json")  # the Store goes; its fs stays cached
         child = multiprocessing.get_context("fork").Process(target=gc.collect)  # as a long-lived worker would
         child.start()
         child.join()
         assert child.exitcode == 0
-        assert Store(base, options, retries=0).read("index.json") == first  # same pooled connection
+        assert Store(base, options, retry=RetryPolicy(attempts=1)).read("index.json") == first  # same pooled connection
