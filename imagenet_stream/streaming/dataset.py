@@ -121,6 +121,7 @@ class ImageNetStream(IterableDataset):
         self._iter_state: dict[str, Any] | None = None   # this process's current iterator (Stateful)
         self._pending_iter: dict[str, Any] | None = None  # from load_state_dict(iterator state)
         self._logged: set[str] = set()
+        self._parent_world: tuple[int, int] | None = None  # (rank, world_size) of the pickling process
 
         if is_brace_pattern(url):
             self._source: Source = brace_source(url, self._storage_options)
@@ -157,7 +158,13 @@ class ImageNetStream(IterableDataset):
     def __getstate__(self) -> dict[str, Any]:
         state = dict(self.__dict__)
         state["_proc"] = None
+        # Spawned and forkserver DataLoader workers do not inherit torch.distributed's process group:
+        # the rank and world size this (parent) process sees travel with the pickled copy.
+        state["_parent_world"] = self._rank_world()
         return state
+
+    def _rank_world(self) -> tuple[int, int]:
+        return detect_rank_world(inherited=self._parent_world)
 
     def __repr__(self) -> str:  # never shows storage options
         return (f"ImageNetStream({self.url!r}, samples={sum(self._counts)}, shards={len(self._counts)}, "
@@ -211,12 +218,12 @@ class ImageNetStream(IterableDataset):
                           shuffle=self.shuffle, shuffle_window=self.shuffle_window, partial=self.partial)
 
     def _rank_plan(self) -> EpochPlan:
-        rank, world_size = detect_rank_world()
+        rank, world_size = self._rank_world()
         return self._plan(World(rank=rank, world_size=world_size), self.epoch)
 
     def __len__(self) -> int:
         """Samples this rank yields this epoch (the rest of it when a resume is pending)."""
-        _, world_size = detect_rank_world()
+        _, world_size = self._rank_world()
         rank_samples = rank_share(sum(self._counts), world_size, self.partial)
         return rank_samples - (self._shared.pending_resume(self.epoch) or 0)
 
@@ -227,7 +234,7 @@ class ImageNetStream(IterableDataset):
 
     # -- iteration ---------------------------------------------------------------------------------
     def __iter__(self) -> Iterator[tuple[Any, ...]]:
-        world = detect_world()
+        world = detect_world(inherited=self._parent_world)
         in_worker = get_worker_info() is not None
         slot = slot_for_worker(world.worker if in_worker else None)
         self._shared.note_num_workers(world.num_workers if in_worker else 0)
@@ -331,13 +338,12 @@ class ImageNetStream(IterableDataset):
             if self._pending_iter is None:
                 self.set_epoch(int(state["epoch"]))
             return
-        _, world_size = detect_rank_world()
+        rank, world_size = self._rank_world()
         if state["world_size"] != world_size:
             raise PlanError(f"cannot resume: the state was saved with world_size={state['world_size']}, "
                             f"this process has world_size={world_size}")
         epoch = _int_option("epoch", state["epoch"], 0)
         n = _int_option("samples_seen", state["samples_seen"], 0)
-        rank, _ = detect_rank_world()
         self._plan(World(rank=rank, world_size=world_size), epoch).resume_offset(n)  # validates n
         workers = state.get("num_workers")
         self._shared.set_resume(epoch, n, None if workers is None else int(workers))

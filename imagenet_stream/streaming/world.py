@@ -22,13 +22,18 @@ def _env_int(env: Mapping[str, str], name: str) -> int | None:
         raise PlanError(f"environment variable {name} must be an integer, got {raw!r}") from None
 
 
-def detect_rank_world(env: Mapping[str, str] | None = None) -> tuple[int, int]:
-    """``(rank, world_size)``: from ``torch.distributed`` when initialized, else the environment
+def detect_rank_world(env: Mapping[str, str] | None = None,
+                      inherited: tuple[int, int] | None = None) -> tuple[int, int]:
+    """``(rank, world_size)``: from ``torch.distributed`` when initialized in this process, else
+    ``inherited`` (what the parent process saw when it pickled the dataset into a spawned or
+    forkserver DataLoader worker, which does not inherit the process group), else the environment
     variables ``RANK`` / ``WORLD_SIZE`` (as set by torchrun), else ``(0, 1)``."""
     import torch.distributed as dist
 
     if dist.is_available() and dist.is_initialized():
         return int(dist.get_rank()), int(dist.get_world_size())
+    if inherited is not None:
+        return int(inherited[0]), int(inherited[1])
     env = os.environ if env is None else env
     rank, world_size = _env_int(env, "RANK"), _env_int(env, "WORLD_SIZE")
     if world_size is None:
@@ -48,9 +53,9 @@ def detect_worker() -> tuple[int, int]:
     return int(info.id), int(info.num_workers)
 
 
-def detect_world(env: Mapping[str, str] | None = None) -> World:
+def detect_world(env: Mapping[str, str] | None = None, inherited: tuple[int, int] | None = None) -> World:
     """The full :class:`~imagenet_stream.streaming.plan.World` of the calling iterator."""
-    rank, world_size = detect_rank_world(env)
+    rank, world_size = detect_rank_world(env, inherited)
     worker, num_workers = detect_worker()
     return World(rank=rank, world_size=world_size, worker=worker, num_workers=num_workers)
 

@@ -4,7 +4,10 @@ The config names the dataset URL, the output file, the DataLoader shape and what
 and world size come from the environment (RANK/WORLD_SIZE, as torchrun sets them). With
 ``"gloo": "before"`` the process joins a real torch.distributed gloo group before streaming (rank and
 world size then come from torch.distributed); with ``"after"`` it streams on the environment alone
-and joins the group afterwards; either way it all-gathers its first epoch's keys over gloo.
+and joins the group afterwards; with ``"tcp"`` it joins a group by ``init_method="tcp://..."`` with
+the config's ``rank``/``world_size`` and no such environment (as ``mp.spawn`` launchers do); in every
+case it all-gathers its first epoch's keys over gloo. ``"mp_context"`` picks the DataLoader workers'
+start method (spawn, forkserver, fork).
 Results are written as JSON for the test to check.
 """
 from __future__ import annotations
@@ -21,7 +24,9 @@ from imagenet_stream.streaming import ImageNetStream
 
 def run_pass(ds: ImageNetStream, cfg: dict, limit: int | None = None) -> list[list[list]]:
     """``[[key, target], ...]`` per batch; checks image dtype and shape."""
-    loader = DataLoader(ds, batch_size=cfg["batch_size"], num_workers=cfg["num_workers"])
+    context = cfg.get("mp_context") if cfg["num_workers"] else None
+    loader = DataLoader(ds, batch_size=cfg["batch_size"], num_workers=cfg["num_workers"],
+                        multiprocessing_context=context)
     batches = []
     for i, (images, targets, keys) in enumerate(loader):
         if limit is not None and i == limit:
@@ -38,6 +43,9 @@ def main() -> None:
     cfg = json.loads(sys.argv[1])
     if cfg.get("gloo") == "before":
         dist.init_process_group("gloo", init_method="env://")
+    elif cfg.get("gloo") == "tcp":
+        dist.init_process_group("gloo", init_method=cfg["init_method"], rank=cfg["rank"],
+                                world_size=cfg["world_size"])
     opts = {"size": cfg["size"], "batch_size": cfg["batch_size"], "return_keys": True, "seed": cfg["seed"],
             **cfg.get("options", {})}
     ds = ImageNetStream(cfg["url"], **opts)

@@ -26,13 +26,21 @@ def free_port() -> int:
 
 
 def launch(world_size: int, cfg: dict, tmp_path: Path, *, gloo: str | None) -> list[dict]:
-    """Run ``world_size`` rank processes of ddp_worker.py; return their JSON results by rank."""
+    """Run ``world_size`` rank processes of ddp_worker.py; return their JSON results by rank.
+
+    ``gloo="tcp"``: no RANK/WORLD_SIZE in the environment; each process joins the group by
+    ``tcp://`` with an explicit rank, as ``mp.spawn``-style launchers do.
+    """
     port = free_port()
     procs = []
     for rank in range(world_size):
-        env = {**os.environ, "RANK": str(rank), "WORLD_SIZE": str(world_size), "LOCAL_RANK": str(rank),
-               "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port), "OMP_NUM_THREADS": "1"}
-        rank_cfg = {**cfg, "out": str(tmp_path / f"rank{rank}-of-{world_size}.json"), "gloo": gloo}
+        env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK")}
+        env["OMP_NUM_THREADS"] = "1"
+        if gloo != "tcp":
+            env.update({"RANK": str(rank), "WORLD_SIZE": str(world_size), "LOCAL_RANK": str(rank),
+                        "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port)})
+        rank_cfg = {**cfg, "out": str(tmp_path / f"rank{rank}-of-{world_size}.json"), "gloo": gloo,
+                    "rank": rank, "world_size": world_size, "init_method": f"tcp://127.0.0.1:{port}"}
         procs.append(subprocess.Popen([sys.executable, WORKER, json.dumps(rank_cfg)], env=env,
                                       stdout=subprocess.PIPE, stderr=subprocess.STDOUT))
     for rank, proc in enumerate(procs):
@@ -60,6 +68,20 @@ def test_three_gloo_ranks_with_two_workers_each_see_every_sample_once(small_ds, 
     assert all(r["gathered"] == per_rank for r in results)  # all_gather over gloo agrees
     for r in results:
         assert all(target == small_ds.labels[key] for batch in r["epochs"]["0"] for key, target in batch)
+
+
+@pytest.mark.parametrize("context", ["spawn", "forkserver", "fork"])
+def test_workers_of_every_start_method_see_the_rank_of_a_tcp_initialised_group(small_ds, tmp_path, context) -> None:
+    """init_process_group(init_method="tcp://", rank=r) without RANK/WORLD_SIZE: spawned and forkserver
+    workers do not inherit the process group, so the rank is captured when the dataset is pickled."""
+    cfg = {"url": small_ds.url, "size": 32, "batch_size": 5, "num_workers": 2, "seed": 3, "epochs": [0],
+           "mp_context": context}
+    results = launch(2, cfg, tmp_path, gloo="tcp")
+    per_rank = [flat_keys(r["epochs"]["0"]) for r in results]
+    assert [len(keys) for keys in per_rank] == [30, 30]
+    assert [r["len"] for r in results] == [30, 30]
+    assert sorted(sum(per_rank, [])) == sorted(small_ds.all_keys)  # each sample once across the ranks
+    assert [r["dist_rank"] for r in results] == [0, 1]
 
 
 @pytest.fixture(scope="module")
