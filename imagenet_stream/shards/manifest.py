@@ -7,12 +7,13 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol
 
 from ..errors import ManifestError
-from .names import FORMAT_VERSION, MANIFEST_NAME
+from .names import FORMAT_VERSION, LABELS_NAME, MANIFEST_NAME, check_shard_name, index_name
 
 
 class _Readable(Protocol):
@@ -48,6 +49,17 @@ class ClassesInfo:
         return len(self.wnids)
 
 
+_SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
+
+
+def _check_file_fields(name: str, size: object, sha256: object, count: object = 0) -> None:
+    for what, value in (("bytes", size), ("num_samples", count)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise ManifestError(f"manifest entry {name!r}: {what} must be an integer >= 0, got {value!r}")
+    if not isinstance(sha256, str) or not _SHA256_RE.match(sha256):
+        raise ManifestError(f"manifest entry {name!r}: sha256 must be 64 lowercase hex digits, got {sha256!r}")
+
+
 @dataclass(frozen=True)
 class ShardEntry:
     name: str                  # "train-000000.tar", relative to the dataset root
@@ -58,6 +70,14 @@ class ShardEntry:
     index_bytes: int
     index_sha256: str
 
+    def __post_init__(self) -> None:
+        check_shard_name(self.name, "manifest shard")
+        if self.index != index_name(self.name):
+            raise ManifestError(f"manifest shard {self.name!r}: side index {self.index!r} must be "
+                                f"{index_name(self.name)!r}")
+        _check_file_fields(self.name, self.bytes, self.sha256, self.num_samples)
+        _check_file_fields(self.index, self.index_bytes, self.index_sha256)
+
 
 @dataclass(frozen=True)
 class LabelsEntry:
@@ -67,6 +87,13 @@ class LabelsEntry:
     dtype: str                 # numpy dtype string, "<u2" or "<u4"
     bytes: int
     sha256: str
+
+    def __post_init__(self) -> None:
+        if self.name != LABELS_NAME:
+            raise ManifestError(f"manifest labels: name must be {LABELS_NAME!r}, got {self.name!r}")
+        if self.dtype not in ("<u2", "<u4"):
+            raise ManifestError(f"manifest labels: dtype must be '<u2' or '<u4', got {self.dtype!r}")
+        _check_file_fields(self.name, self.bytes, self.sha256)
 
 
 @dataclass(frozen=True)

@@ -23,6 +23,7 @@ MAX_KEY_LENGTH = 90  # KEY + ".msgpack" stays within a ustar name field (100 byt
 _KEY_RE = re.compile(r"^[A-Za-z0-9_-]+$")
 _UNSAFE = re.compile(r"[^A-Za-z0-9_-]+")
 _PREFIX_RE = re.compile(r"^[A-Za-z0-9_-]+$")
+_SHARD_RE = re.compile(r"^[A-Za-z0-9_-]+-\d{6}\.tar$")
 
 
 def is_valid_key(key: str) -> bool:
@@ -52,6 +53,17 @@ def shard_name(prefix: str, number: int) -> str:
     if not _PREFIX_RE.match(prefix):
         raise ManifestError(f"shard prefix must match [A-Za-z0-9_-]+, got {prefix!r}")
     return f"{prefix}-{number:06d}{SHARD_SUFFIX}"
+
+
+def check_shard_name(name: object, where: str = "manifest") -> str:
+    """``name`` if it is a shard name of the format (``PREFIX-NNNNNN.tar``), else ManifestError.
+
+    Manifest names become object paths under the dataset root, so anything else (``../x``, an
+    absolute path, a URL) is refused before it is ever joined to a root.
+    """
+    if not isinstance(name, str) or not _SHARD_RE.match(name):
+        raise ManifestError(f"{where}: {name!r} is not a shard name (PREFIX-NNNNNN.tar, PREFIX of [A-Za-z0-9_-])")
+    return name
 
 
 def index_name(shard: str) -> str:

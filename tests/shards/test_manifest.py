@@ -82,3 +82,34 @@ def test_size_at_imagenet21k_scale() -> None:
                  class_counts=tuple(counts),
                  shards=shards)
     assert len(m.to_json()) < 5_000_000
+
+
+@pytest.mark.parametrize("field,value", [
+    ("name", "../../../etc/hostname"), ("name", "/etc/passwd"), ("name", "s3://other-bucket/x-000000.tar"),
+    ("name", "train-000000.tar/../../x"), ("name", "train-0.tar"), ("index", "../train-000000.idx"),
+    ("index", "train-000001.idx"), ("bytes", -1), ("sha256", "../x"), ("num_samples", True),
+])
+def test_manifest_names_that_could_escape_the_root_are_refused(field: str, value) -> None:
+    doc = json.loads(manifest().to_json())
+    doc["shards"][0][field] = value
+    with pytest.raises(ManifestError):
+        Manifest.from_json(json.dumps(doc))
+
+
+@pytest.mark.parametrize("value", ["../labels.bin", "/tmp/labels.bin", "other.bin"])
+def test_a_labels_name_other_than_labels_bin_is_refused(value: str) -> None:
+    doc = json.loads(manifest().to_json())
+    doc["labels"]["name"] = value
+    with pytest.raises(ManifestError, match="labels"):
+        Manifest.from_json(json.dumps(doc))
+
+
+def test_a_traversal_manifest_is_refused_by_the_streamer(tmp_path) -> None:
+    from imagenet_stream.storage import Store
+    from imagenet_stream.streaming.sources import manifest_source
+
+    doc = json.loads(manifest().to_json())
+    doc["shards"][0]["name"], doc["shards"][0]["index"] = "../../../etc/hostname", "../../../etc/hostname"
+    (tmp_path / "index.json").write_text(json.dumps(doc))
+    with pytest.raises(ManifestError, match="not a shard name"):
+        manifest_source(Store(str(tmp_path)))
