@@ -147,5 +147,5 @@ def test_unknown_output_protocol(tmp_path: Path, capsys: pytest.CaptureFixture) 
     (tmp_path / "src" / "n01440764").mkdir(parents=True)
     (tmp_path / "src" / "n01440764" / "a.JPEG").write_bytes(make_jpeg(20, 20))
     assert main(["shard", str(tmp_path / "src"), "--out", "nosuchproto://x", "--no-progress"]) == 2
-    assert "cannot open output 'nosuchproto://x'" in capsys.readouterr().err
+    assert "cannot open nosuchproto://x: ValueError: Protocol not known" in capsys.readouterr().err
     assert main(["inspect", "nosuchproto://x"]) == 2
