@@ -9,14 +9,13 @@ from __future__ import annotations
 
 import hashlib
 import io
-import tarfile
 from collections.abc import Callable, Iterator
 from typing import BinaryIO
 
 import numpy as np
 
 from ..errors import ManifestError, ShardIntegrityError
-from ..shards import (CLASS_EXT, IMAGE_EXT, MANIFEST_NAME, META_EXT, Manifest, ShardEntry, SideIndex,
+from ..shards import (CLASS_EXT, IMAGE_EXT, MANIFEST_NAME, META_EXT, Manifest, ShardEntry, SideIndex, TarWalker,
                       decode_label, decode_meta, split_member)
 from ..shards.writer import BLOCK
 from ..storage import Store
@@ -48,25 +47,24 @@ class _HashingReader(io.RawIOBase):
             pass
 
 
-def _walk(stream: BinaryIO, where: str) -> Iterator[tuple[str, list[tuple[str, int, int, bytes]]]]:
+def _walk(stream: BinaryIO, where: str, max_bytes: int) -> Iterator[tuple[str, list[tuple[str, int, int, bytes]]]]:
     """``(key, [(ext, header offset, data offset, data), ...])`` per sample, from a tar stream."""
     key: str | None = None
     group: list[tuple[str, int, int, bytes]] = []
-    try:
-        with tarfile.open(fileobj=stream, mode="r|") as tar:
-            for info in tar:
-                if not info.isfile():
-                    raise ShardIntegrityError(f"{where}: unexpected tar member {info.name!r} (not a file)")
-                extracted = tar.extractfile(info)
-                data = extracted.read() if extracted is not None else b""
-                k, ext = split_member(info.name)
-                if k != key and group:
-                    yield key, group  # type: ignore[misc]
-                    group = []
-                key = k
-                group.append((ext, info.offset, info.offset_data, data))
-    except (tarfile.TarError, EOFError) as exc:
-        raise ShardIntegrityError(f"{where}: unreadable tar: {exc}") from exc
+    walker = TarWalker(stream, where=where, seekable=False)
+    for member in walker:
+        if not member.is_file:
+            raise ShardIntegrityError(f"{where}: unexpected tar member {member.name!r} (not a file)")
+        try:
+            data = walker.read_data(member, max_bytes)
+        except ValueError as exc:
+            raise ShardIntegrityError(str(exc)) from None
+        k, ext = split_member(member.name)
+        if k != key and group:
+            yield key, group  # type: ignore[misc]
+            group = []
+        key = k
+        group.append((ext, member.header_offset, member.offset, data))
     if group:
         yield key, group  # type: ignore[misc]
 
@@ -102,12 +100,13 @@ def check_shard(store: Store, manifest: Manifest, entry: ShardEntry) -> tuple[li
         count = 0
         end = 0
         try:
-            for i, (key, members) in enumerate(_walk(stream, name)):
+            for i, (key, members) in enumerate(_walk(stream, name, entry.bytes)):
                 count += 1
                 end = members[-1][2] + -(-len(members[-1][3]) // BLOCK) * BLOCK
                 if i < side.num_samples:
                     problems.extend(_check_sample(manifest, side, i, key, members, name))
-            stream.read()  # the end-of-archive blocks and padding
+            while stream.read(_CHUNK):  # the end-of-archive blocks and padding
+                pass
         except ShardIntegrityError as exc:
             problems.append(str(exc))
         reader.drain()

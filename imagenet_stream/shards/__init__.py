@@ -6,16 +6,16 @@ from .manifest import ClassesInfo, LabelsEntry, Manifest, ShardEntry, wnids_sha2
 from .names import (CLASS_EXT, FORMAT_VERSION, IMAGE_EXT, INDEX_SUFFIX, LABELS_NAME, MANIFEST_NAME, META_EXT,
                     REPORT_NAME, SHARD_SUFFIX, dedupe_key, index_name, is_valid_key, key_from_source, shard_name,
                     split_member)
-from .reader import group_samples, iter_members, iter_samples, slice_images
 from .sample import REQUIRED_META, Sample, decode_label, decode_meta, encode_label, encode_meta
 from .side_index import SideIndex
+from .tarwalk import TarDamaged, TarMember, TarWalker, group_samples, iter_samples
 from .writer import ShardWriter, WrittenShard
 
 __all__ = [
     "ClassesInfo", "LabelsEntry", "Manifest", "ShardEntry", "wnids_sha256",
     "CLASS_EXT", "FORMAT_VERSION", "IMAGE_EXT", "INDEX_SUFFIX", "LABELS_NAME", "MANIFEST_NAME", "META_EXT",
     "REPORT_NAME", "SHARD_SUFFIX", "dedupe_key", "index_name", "is_valid_key", "key_from_source", "shard_name",
-    "split_member", "group_samples", "iter_members", "iter_samples", "slice_images",
+    "split_member", "TarDamaged", "TarMember", "TarWalker", "group_samples", "iter_samples",
     "REQUIRED_META", "Sample", "decode_label", "decode_meta", "encode_label", "encode_meta",
     "SideIndex", "ShardWriter", "WrittenShard",
 ]

@@ -52,6 +52,21 @@ class SideIndex:
         """The ``[begin, end)`` byte range of the tar that holds samples ``start..stop-1``."""
         return int(self.offsets[start]), int(self.offsets[stop])
 
+    def select(self, keep: np.ndarray) -> "SideIndex":
+        """The index of samples ``keep`` (sorted in-shard indices) only.
+
+        Sample ``keep[i]`` becomes ``i``; its byte range runs to the next kept sample (the bytes of
+        samples left out in between are read across, never yielded).
+        """
+        keep = np.asarray(keep, dtype=np.int64)
+        if keep.size == 0:
+            ends = np.zeros(1, dtype=np.uint64)
+        else:
+            ends = self.offsets[[int(keep[-1]) + 1]]
+        return SideIndex(shard=self.shard, keys=tuple(self.keys[i] for i in keep.tolist()),
+                         labels=self.labels[keep], offsets=np.concatenate([self.offsets[keep], ends]),
+                         image_offsets=self.image_offsets[keep], image_sizes=self.image_sizes[keep])
+
     def to_bytes(self) -> bytes:
         return msgpack.packb({
             "format_version": FORMAT_VERSION,

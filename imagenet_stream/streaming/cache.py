@@ -98,12 +98,12 @@ class ShardCache:
         report = on_event or (lambda _name, _n: None)
         entry = self.entry_name(store.url, name, sha256)
         path = self.dir / entry
-        handle = self._open_existing(path)
+        handle = self._open_existing(path, size)
         if handle is not None:
             report("cache_hits", 1)
             return handle
         with _flock(self._locks / f"{entry}.lock", exclusive=True):
-            handle = self._open_existing(path)  # another process may have downloaded it meanwhile
+            handle = self._open_existing(path, size)  # another process may have downloaded it meanwhile
             if handle is not None:
                 report("cache_hits", 1)
                 return handle
@@ -120,15 +120,37 @@ class ShardCache:
                 raise
             return handle
 
-    def _open_existing(self, path: Path) -> BinaryIO | None:
+    def _open_existing(self, path: Path, size: int | None) -> BinaryIO | None:
+        """The cached entry, opened; None when absent or of the wrong size (a short or empty file,
+        say after a crash on a file system that lost unsynced data), which is then deleted."""
         with _flock(self._global_lock, exclusive=False):
             try:
                 handle = open(path, "rb")
             except FileNotFoundError:
                 return None
+            st = os.fstat(handle.fileno())
+            if (size is not None and st.st_size != size) or (size is None and st.st_size == 0):
+                handle.close()
+                log.warning("cache: %s has %d bytes, expected %s; downloading it again", path.name, st.st_size,
+                            size if size is not None else "more than 0")
+                self._unlink_if_same(path, st.st_ino)
+                return None
             with contextlib.suppress(OSError):
                 os.utime(path)  # LRU: most recently used now
             return handle
+
+    @staticmethod
+    def _unlink_if_same(path: Path, inode: int) -> None:
+        """Delete ``path`` unless another process has meanwhile replaced it with a new file."""
+        with contextlib.suppress(OSError):
+            if os.stat(path).st_ino == inode:
+                os.unlink(path)
+
+    def drop(self, store: Store, name: str, sha256: str | None = None) -> None:
+        """Forget the cached copy of ``name`` (it failed a check after it was read)."""
+        path = self.path_of(store, name, sha256)
+        with contextlib.suppress(OSError):
+            self._unlink_if_same(path, os.stat(path).st_ino)
 
     def _download(self, store: Store, name: str, entry: str, size: int | None, sha256: str | None,
                   report: Callable[[str, int], None]) -> Path:
@@ -150,6 +172,8 @@ class ShardCache:
                     if len(data) < stop - pos:
                         break
                     pos = stop
+                out.flush()
+                os.fsync(out.fileno())  # durable before it is published under its final name
             if written != expected:
                 raise ShardIntegrityError(f"{store.url_of(name)}: {written} bytes, expected {expected}; not cached")
             if sha256 and digest.hexdigest() != sha256:

@@ -80,6 +80,26 @@ def resolve_classes(spec: object, dataset_wnids: Sequence[str] | None) -> ClassS
     raise ConfigError(f"classes must be None, a space name, a wnid, a list of wnids or a file, got {spec!r}")
 
 
+def resolve_space(spec: object) -> tuple[str, ...]:
+    """The wnids of a declared class space: a standard space name, a wnid list, or a file of wnids."""
+    if isinstance(spec, str) and spec in STANDARD_SPACES:
+        return standard_space(spec).wnids
+    if isinstance(spec, (str, os.PathLike)):
+        try:
+            return load_space(os.fspath(spec)).wnids
+        except SourceError as exc:
+            raise ConfigError(f"class space {spec!r} is not a standard space or a class-list file: {exc}") from None
+    if isinstance(spec, (ClassSpace, Hierarchy)):
+        return tuple(spec.wnids if isinstance(spec, ClassSpace) else spec.classes)
+    if isinstance(spec, Sequence) and spec:
+        wnids = tuple(spec)
+        bad = [w for w in wnids if not isinstance(w, str) or not is_wnid(w)]
+        if bad or len(set(wnids)) != len(wnids):
+            raise ConfigError(f"class space: expected distinct wnids, got {(bad or list(wnids))[:5]}")
+        return wnids
+    raise ConfigError(f"class space must be a space name, a list of wnids or a file, got {spec!r}")
+
+
 def _explicit(wnids: tuple, position: dict[str, int], num_classes: int, what: str) -> ClassSubset:
     if not wnids:
         raise ConfigError(f"{what}: empty list of classes")
@@ -117,4 +137,4 @@ def _subset(wnids: tuple[str, ...], position: dict[str, int], num_classes: int) 
     return ClassSubset(wnids=tuple(wnids), remap=remap)
 
 
-__all__ = ["ClassSubset", "resolve_classes"]
+__all__ = ["ClassSubset", "resolve_classes", "resolve_space"]

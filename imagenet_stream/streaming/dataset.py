@@ -23,13 +23,13 @@ from torch.utils.data import IterableDataset, get_worker_info
 from imagenet_stream.errors import ConfigError, PlanError
 from imagenet_stream.storage import Store
 from imagenet_stream.streaming.cache import ShardCache
-from imagenet_stream.streaming.classes import resolve_classes
+from imagenet_stream.streaming.classes import resolve_classes, resolve_space
 from imagenet_stream.streaming.decode import build_transform
 from imagenet_stream.streaming.plan import EpochPlan, World, locate, plan_epoch, resume_world
 from imagenet_stream.streaming.plan.partition import rank_share
 from imagenet_stream.streaming.reader import DEFAULT_MERGE_GAP, ShardReader
 from imagenet_stream.streaming.shared import Counter, SharedState, slot_for_worker
-from imagenet_stream.streaming.sources import (Source, brace_source, is_brace_pattern, manifest_source, read_labels,
+from imagenet_stream.streaming.sources import (Source, brace_source, is_shard_url, manifest_source, read_labels,
                                                root_of)
 from imagenet_stream.streaming.world import detect_rank_world, detect_world
 
@@ -80,6 +80,10 @@ class ImageNetStream(IterableDataset):
         prefetch: byte ranges fetched ahead of decoding by each worker's background thread
             (default ``shuffle_window``: about one window ahead).
         merge_gap: bytes of unneeded samples a single request may read across to join two ranges.
+        classes_in: for shards without a manifest (brace URLs, one ``.tar``), the class space of
+            their ``.cls`` values: ``"in1k"`` / ``"in21k"`` / ``"in22k"``, a list of wnids or a
+            file of them. Samples whose class lies outside it are skipped and counted; without it
+            class indices are not range-checked.
 
     Notes:
         * Use the same ``batch_size`` in the DataLoader: the plan hands each worker whole batches in
@@ -98,7 +102,8 @@ class ImageNetStream(IterableDataset):
                  return_keys: bool = False, classes: str | os.PathLike[str] | Sequence[str] | None = None,
                  storage_options: Mapping[str, Any] | None = None, cache_dir: str | os.PathLike[str] | None = None,
                  cache_limit: int | None = None, partial: str = "drop", shuffle_window: int = 4,
-                 prefetch: int | None = None, merge_gap: int = DEFAULT_MERGE_GAP) -> None:
+                 prefetch: int | None = None, merge_gap: int = DEFAULT_MERGE_GAP,
+                 classes_in: str | os.PathLike[str] | Sequence[str] | None = None) -> None:
         super().__init__()
         if not isinstance(url, str) or not url:
             raise ConfigError(f"url must be a non-empty string, got {url!r}")
@@ -123,10 +128,16 @@ class ImageNetStream(IterableDataset):
         self._logged: set[str] = set()
         self._parent_world: tuple[int, int] | None = None  # (rank, world_size) of the pickling process
 
-        if is_brace_pattern(url):
-            self._source: Source = brace_source(url, self._storage_options)
+        if is_shard_url(url):
+            declared = None if classes_in is None else resolve_space(classes_in)
+            self._source: Source = brace_source(url, self._storage_options, declared)
         else:
+            if classes_in is not None:
+                raise ConfigError("classes_in declares the class space of manifest-less shards; "
+                                  f"{url} is a dataset root whose index.json names its classes")
             self._source = manifest_source(Store(root_of(url), self._storage_options))
+        for counter_name, n in self._source.skipped.items():
+            self._shared.add(0, counter_name, n)
         full_counts = np.asarray(self._source.sample_counts, dtype=np.int64)
         self._full_starts = np.concatenate([[0], np.cumsum(full_counts)]).astype(np.int64)
 
@@ -294,6 +305,12 @@ class ImageNetStream(IterableDataset):
                                 self._source.shards[raw.shard].name, exc)
                 continue
             target = raw.label if self._remap is None else int(self._remap[raw.label])
+            if target < 0:  # labels.bin and the side index disagree: never hand a -1 to the loss
+                counter.add("label_mismatches")
+                log.warning("skipping %s in shard %s: its class %d is not among the selected ones (labels.bin "
+                            "disagrees with the side index)", raw.key, self._source.shards[raw.shard].name,
+                            raw.label)
+                continue
             counter.add("samples_yielded")
             yield (image, target, raw.key) if self.return_keys else (image, target)
         state["position"] = len(plan.samples)

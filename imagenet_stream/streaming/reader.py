@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import hashlib
 import logging
 import os
 import queue
@@ -37,6 +38,7 @@ log = logging.getLogger(__name__)
 DEFAULT_MERGE_GAP = 256 << 10
 DEFAULT_PREFETCH = 8
 _OPEN_FILES = 8
+_JOIN_WARN_SECONDS = 30.0
 
 
 @dataclass(frozen=True)
@@ -71,6 +73,7 @@ class _Range:
     members: np.ndarray          # in-shard sample indices whose bytes lie in [begin, end)
     begin: int
     data: bytes
+    index: SideIndex             # the shard's side index (slicing never looks it up again)
 
 
 _END = object()
@@ -132,19 +135,22 @@ class ShardReader:
         self.prefetch = max(1, int(prefetch))
         self._indexes: dict[int, SideIndex] = dict(side_indexes or {})
         self._index_lock = threading.Lock()
-        self._files: OrderedDict[int, BinaryIO] = OrderedDict()
         self._uncacheable: set[int] = set()
         self._read_shards: set[int] = set()
         self._truncated: set[int] = set()
+        self._bad: set[int] = set()   # shards whose side index failed its checks
 
     def close(self) -> None:
-        """Close the cached shard files this reader holds open."""
-        while self._files:
-            self._files.popitem(last=False)[1].close()
+        """Nothing to release between passes: each pass owns (and closes) its open cache files."""
 
     # -- side indexes ------------------------------------------------------------------------
     def side_index(self, shard: int) -> SideIndex:
-        """The side index of ``shard`` (read once per reader, then kept)."""
+        """The side index of ``shard`` (read once per reader, then kept).
+
+        Its size and sha256 are checked against the manifest on every path (cache hit, download,
+        direct read); a cached copy that fails is dropped and read again directly, a direct read
+        that fails raises :class:`ShardIntegrityError`.
+        """
         with self._index_lock:
             found = self._indexes.get(shard)
         if found is not None:
@@ -152,14 +158,25 @@ class ShardReader:
         info = self.shards[shard]
         if info.index is None:
             raise ManifestError(f"shard {info.name!r} has no side index")
+        raw = None
         if self.cache is not None:
             with self.cache.open(self.store, info.index, size=info.index_bytes, sha256=info.index_sha256,
                                  on_event=self.count) as handle:
                 raw = handle.read()
-        else:
-            raw = read_range(self.store, info.index, 0, info.index_bytes or self.store.size(info.index),
-                             chunk_size=self.chunk_size, on_bytes=lambda n: self.count("bytes_read", n))
+            if not self._index_ok(info, raw):
+                self.cache.drop(self.store, info.index, info.index_sha256)
+                self.count("cache_rejects", 1)
+                raw = None
+        if raw is None:
+            want = info.index_bytes + 1 if info.index_bytes is not None else self.store.size(info.index)
+            raw = read_range(self.store, info.index, 0, want, chunk_size=self.chunk_size,
+                             on_bytes=lambda n: self.count("bytes_read", n))
             self.count("requests", 1)
+            if not self._index_ok(info, raw):
+                raise ShardIntegrityError(
+                    f"{self.store.url_of(info.index)}: {len(raw)} bytes with sha256 "
+                    f"{hashlib.sha256(raw).hexdigest()[:16]}..., the manifest says {info.index_bytes} bytes "
+                    f"with sha256 {(info.index_sha256 or '?')[:16]}...")
         index = SideIndex.from_bytes(raw, where=self.store.url_of(info.index))
         if index.num_samples != info.num_samples:
             raise ManifestError(f"{self.store.url_of(info.index)}: {index.num_samples} samples, "
@@ -168,13 +185,20 @@ class ShardReader:
             self._indexes[shard] = index
         return index
 
+    @staticmethod
+    def _index_ok(info: ShardInfo, raw: bytes) -> bool:
+        if info.index_bytes is not None and len(raw) != info.index_bytes:
+            return False
+        return info.index_sha256 is None or hashlib.sha256(raw).hexdigest() == info.index_sha256
+
     # -- bytes -------------------------------------------------------------------------------
-    def _cached_file(self, shard: int) -> BinaryIO | None:
+    def _cached_file(self, shard: int, files: OrderedDict[int, BinaryIO]) -> BinaryIO | None:
+        """The open cache file of ``shard`` from this pass's table ``files`` (LRU of _OPEN_FILES)."""
         if self.cache is None or shard in self._uncacheable:
             return None
-        handle = self._files.get(shard)
+        handle = files.get(shard)
         if handle is not None:
-            self._files.move_to_end(shard)
+            files.move_to_end(shard)
             return handle
         info = self.shards[shard]
         try:
@@ -185,17 +209,20 @@ class ShardReader:
             self.count("cache_rejects", 1)
             self._uncacheable.add(shard)
             return None
-        self._files[shard] = handle
-        while len(self._files) > _OPEN_FILES:
-            self._files.popitem(last=False)[1].close()
+        files[shard] = handle
+        while len(files) > _OPEN_FILES:
+            files.popitem(last=False)[1].close()
         return handle
 
-    def fetch(self, shard: int, begin: int, end: int) -> bytes:
-        """Tar bytes ``[begin, end)`` of ``shard``; shorter only when the shard is truncated."""
+    def fetch(self, shard: int, begin: int, end: int, files: OrderedDict[int, BinaryIO] | None = None) -> bytes:
+        """Tar bytes ``[begin, end)`` of ``shard``; shorter only when the shard is truncated.
+
+        ``files``: the calling pass's table of open cache files (None: read without the cache).
+        """
         if shard not in self._read_shards:
             self._read_shards.add(shard)
             self.count("shards_read", 1)
-        handle = self._cached_file(shard)
+        handle = self._cached_file(shard, files) if files is not None else None
         if handle is not None:
             data = os.pread(handle.fileno(), end - begin, begin)
         else:
@@ -203,8 +230,10 @@ class ShardReader:
             try:
                 data = read_range(self.store, name, begin, end, chunk_size=self.chunk_size,
                                   on_bytes=lambda n: self.count("bytes_read", n))
-            except FileNotFoundError as exc:
-                raise StorageError(f"shard {self.store.url_of(name)} not found") from exc
+            except FileNotFoundError:
+                data = None
+            if data is None:
+                raise StorageError(f"shard {self.store.url_of(name)} not found")
             self.count("requests", 1)
         if len(data) < end - begin:
             self._note_truncated(shard, begin + len(data))
@@ -223,6 +252,9 @@ class ShardReader:
         """Yield the samples of ``windows`` (each ``(shards, in-shard indices)`` in yield order).
 
         ``RawSample.position`` counts over all windows; skipped (truncated) samples leave gaps.
+        A background thread fetches ahead; when the iterator is closed (exhausted, dropped after
+        a ``break``, or garbage-collected) the thread is stopped and joined, and the cache files
+        it opened are closed, so no two passes ever share a file table.
         """
         ranges: queue.Queue = queue.Queue(maxsize=self.prefetch)
         stop = threading.Event()
@@ -232,12 +264,17 @@ class ShardReader:
         try:
             yield from self._consume(windows, ranges)
         finally:
-            # The producer sees ``stop`` within 0.1 s (or after its current fetch) and exits; it is
-            # not joined, so closing never blocks (not even at interpreter shutdown).
             stop.set()
             with contextlib.suppress(queue.Empty):
                 while True:
                     ranges.get_nowait()
+            # The producer sees ``stop`` within 0.1 s, or after the fetch in progress (bounded by the
+            # store's retry policy); the join waits for it, warning if that takes unusually long.
+            thread.join(timeout=_JOIN_WARN_SECONDS)
+            if thread.is_alive():
+                log.warning("prefetch thread still busy %.0f s after its pass ended; waiting for it",
+                            _JOIN_WARN_SECONDS)
+                thread.join()
             release_free_memory()
 
     def _produce(self, windows: Sequence[tuple[np.ndarray, np.ndarray]], out: queue.Queue,
@@ -251,26 +288,44 @@ class ShardReader:
                     continue
             return False
 
+        files: OrderedDict[int, BinaryIO] = OrderedDict()  # this pass's open cache files
         try:
             for w, (shards, indices) in enumerate(windows):
                 for shard in np.unique(shards):
                     members = np.unique(indices[shards == shard])
-                    index = self.side_index(int(shard))
+                    index = self._usable_index(int(shard))
+                    if index is None:
+                        continue  # a bad shard: the consumer skips and counts its samples
                     for group, begin, end in byte_ranges(index, members, self.merge_gap):
                         if stop.is_set():
                             return
-                        data = self.fetch(int(shard), begin, end)
-                        if not put(_Range(w, int(shard), group, begin, data)):
+                        data = self.fetch(int(shard), begin, end, files)
+                        if not put(_Range(w, int(shard), group, begin, data, index)):
                             return
                 if not put((_END, w)):
                     return
         except BaseException as exc:  # noqa: BLE001 - handed to the consumer, which re-raises
             put(exc)
+        finally:
+            while files:
+                files.popitem(last=False)[1].close()
+
+    def _usable_index(self, shard: int) -> SideIndex | None:
+        """The side index of ``shard``, or None (counted and logged once) when it fails its checks."""
+        if shard in self._bad:
+            return None
+        try:
+            return self.side_index(shard)
+        except (ShardIntegrityError, ManifestError) as exc:
+            self._bad.add(shard)
+            self.count("bad_shards", 1)
+            log.error("skipping every sample of shard %s: %s", self.store.url_of(self.shards[shard].name), exc)
+            return None
 
     def _consume(self, windows: Sequence[tuple[np.ndarray, np.ndarray]], ranges: queue.Queue) -> Iterator[RawSample]:
         position = 0
         for w, (shards, indices) in enumerate(windows):
-            have: dict[tuple[int, int], tuple[bytes, int]] = {}
+            have: dict[tuple[int, int], _Range] = {}
             ended = False
             for shard, i in zip(shards.tolist(), indices.tolist()):
                 while (shard, i) not in have and not ended:
@@ -281,9 +336,8 @@ class ShardReader:
                         ended = True
                         continue
                     for member in item.members.tolist():
-                        have[(item.shard, member)] = (item.data, item.begin)
-                found = have.get((shard, i))
-                sample = self._slice(position, shard, i, found)
+                        have[(item.shard, member)] = item
+                sample = self._slice(position, shard, i, have.get((shard, i)))
                 position += 1
                 if sample is not None:
                     yield sample
@@ -293,18 +347,20 @@ class ShardReader:
                     raise item
                 ended = isinstance(item, tuple)
 
-    def _slice(self, position: int, shard: int, i: int, found: tuple[bytes, int] | None) -> RawSample | None:
-        index = self.side_index(shard)
-        lo = hi = -1
-        if found is not None:
-            data, begin = found
-            lo = int(index.image_offsets[i]) - begin
-            hi = lo + int(index.image_sizes[i])
-        if found is None or lo < 0 or hi > len(found[0]):
+    def _slice(self, position: int, shard: int, i: int, found: _Range | None) -> RawSample | None:
+        if found is None:
+            self.count("unreadable_samples" if shard in self._bad else "truncated_samples", 1)
+            if shard not in self._bad:
+                self._note_truncated(shard, -1)
+            return None
+        index = found.index
+        lo = int(index.image_offsets[i]) - found.begin
+        hi = lo + int(index.image_sizes[i])
+        if lo < 0 or hi > len(found.data):
             self.count("truncated_samples", 1)
             self._note_truncated(shard, -1)
             return None
-        return RawSample(position, shard, i, index.keys[i], int(index.labels[i]), memoryview(found[0])[lo:hi])
+        return RawSample(position, shard, i, index.keys[i], int(index.labels[i]), memoryview(found.data)[lo:hi])
 
 
 __all__ = ["DEFAULT_MERGE_GAP", "DEFAULT_PREFETCH", "RawSample", "ShardInfo", "ShardReader", "byte_ranges"]

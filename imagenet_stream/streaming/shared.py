@@ -33,6 +33,11 @@ COUNTERS: tuple[str, ...] = (
     "cache_hits",         # shard or side-index opens served by the local cache
     "cache_misses",       # ... that had to be downloaded into the cache first
     "cache_rejects",      # downloads refused by the cache (size/sha256 mismatch); read directly instead
+    "invalid_samples",    # foreign-shard samples without an image or a decimal .cls (left out at discovery)
+    "out_of_range_labels",  # samples whose class is outside the declared class space (left out)
+    "label_mismatches",   # samples whose side-index class is not the one labels.bin planned (skipped)
+    "bad_shards",         # shards whose side index fails its manifest size/sha256 (once per process)
+    "unreadable_samples",  # samples skipped because their shard's side index failed its checks
 )
 _COLUMN = {name: i for i, name in enumerate(COUNTERS)}
 
