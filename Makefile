@@ -6,7 +6,10 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 DEMO_OUT ?= demo-data
 
-.PHONY: demo test install clean bench
+CROSSCHECK := .cache/crosscheck
+TIMM_VERSION ?= 1.0.31
+
+.PHONY: demo test install clean bench crosscheck-data
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -21,11 +24,21 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(VENV)/bin/imagenet-stream demo --out $(DEMO_OUT)
 
-test: $(STAMP)
+# The sources the hierarchy cross-check tests compare the shipped data with: WordNet 3.0 (Debian's
+# wordnet-base, installed where apt-get runs as root) and timm's synset lists (its wheel, no deps).
+crosscheck-data: $(STAMP)
+	@[ -f /usr/share/wordnet/data.noun ] || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
+		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wordnet-base) >/dev/null 2>&1; } || \
+		echo "note: WordNet 3.0 not installed (apt-get install wordnet-base); its cross-check will skip"
+	@ls $(CROSSCHECK)/timm-*.whl >/dev/null 2>&1 || $(PY) -m pip download --quiet --no-deps \
+		--only-binary=:all: -d $(CROSSCHECK) timm==$(TIMM_VERSION) || \
+		echo "note: could not download the timm wheel; the class-list cross-checks will skip"
+
+test: $(STAMP) crosscheck-data
 	$(PY) -m pytest -q
 
 bench: $(STAMP)
 	$(PY) benchmarks/run.py
 
 clean:
-	rm -rf $(VENV) $(DEMO_OUT) build *.egg-info
+	rm -rf $(VENV) $(DEMO_OUT) build *.egg-info .cache

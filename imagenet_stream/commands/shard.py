@@ -9,6 +9,7 @@ from typing import Any
 from ..errors import ImageNetStreamError
 from ..sharding.pipeline import NothingKeptError, ShardOptions, ShardResult, shard
 from ..sharding.report import format_report
+from ..sharding.verify import DEFAULT_MAX_IMAGE_BYTES
 from ._common import STORAGE_OPTIONS_HELP, fail, parse_storage_options
 
 HELP = "shard ImageNet (folders, tars of tars, val folder + labels, CSV/JSONL lists) into class-mixed tars"
@@ -39,6 +40,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--workers", type=int, default=os.cpu_count() or 1,
                    help="verify processes (default: CPU count; 0 or 1 verifies in this process)")
     p.add_argument("--min-size", type=int, default=8, help="reject images narrower or shorter (default 8 px)")
+    p.add_argument("--max-image-bytes", type=_size, default=DEFAULT_MAX_IMAGE_BYTES, metavar="SIZE",
+                   help="reject source files larger than this, unread (default 64M): a tar member claiming "
+                        "gigabytes costs no memory")
     p.add_argument("--resize-short-side", type=int, metavar="N",
                    help="pre-resize so the shorter side is at most N px (FFCV-style)")
     p.add_argument("--quality", type=int, default=90, help="JPEG quality of re-encoded images (default 90)")
@@ -72,7 +76,8 @@ def options_from_args(args: argparse.Namespace, out: str) -> ShardOptions:
     return ShardOptions(
         out=out, storage_options=parse_storage_options(args.storage_options), classes=args.classes,
         seed=args.seed, shard_size=args.shard_size, max_shard_bytes=args.max_shard_bytes,
-        workers=args.workers, min_size=args.min_size, resize_short_side=args.resize_short_side,
+        workers=args.workers, min_size=args.min_size, max_image_bytes=args.max_image_bytes,
+        resize_short_side=args.resize_short_side,
         quality=args.quality, full_decode=args.full_decode, name=args.name,
         version=args.dataset_version, prefix=args.prefix, tmp_dir=args.tmp_dir, overwrite=args.overwrite,
     )

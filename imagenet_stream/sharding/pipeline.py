@@ -42,7 +42,7 @@ from .records import Rejected, SourceRecord, Verified
 from .report import ReportBuilder, report_json
 from .sources import Source, open_sources
 from .spool import Spool
-from .verify import VerifyConfig
+from .verify import DEFAULT_MAX_IMAGE_BYTES, VerifyConfig
 
 log = logging.getLogger(__name__)
 
@@ -71,6 +71,7 @@ class ShardOptions:
     max_shard_bytes: int = 1 << 30
     workers: int = 0                        # 0 or 1: verify in this process
     min_size: int = 8
+    max_image_bytes: int = DEFAULT_MAX_IMAGE_BYTES  # larger source files are rejected unread
     resize_short_side: int | None = None
     quality: int = 90
     name: str = "imagenet"
@@ -94,7 +95,8 @@ class ShardOptions:
 
     def verify_config(self, allowed: Iterable[str] | None) -> VerifyConfig:
         """The per-image verify settings, restricted to ``allowed`` wnids when given."""
-        return VerifyConfig(min_size=self.min_size, resize_short_side=self.resize_short_side, quality=self.quality,
+        return VerifyConfig(min_size=self.min_size, max_image_bytes=self.max_image_bytes,
+                            resize_short_side=self.resize_short_side, quality=self.quality,
                             allowed_wnids=frozenset(allowed) if allowed is not None else None,
                             full_decode=self.full_decode)
 
@@ -116,7 +118,7 @@ class NothingKeptError(SourceError):
 def shard(specs: Sequence[str], options: ShardOptions, labels: str | None = None,
           progress: ProgressFactory | None = None) -> ShardResult:
     """Open the source specs (folders, tars, lists; see ``sharding.sources``) and shard them."""
-    return run_pipeline(open_sources(list(specs), labels), options, progress)
+    return run_pipeline(open_sources(list(specs), labels, options.max_image_bytes), options, progress)
 
 
 def run_pipeline(sources: Sequence[Source], options: ShardOptions,

@@ -1,12 +1,14 @@
 """What flows through the sharder: source records in, Verified or Rejected out."""
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 
 #: Reasons a record is not written. Every rejected record carries exactly one of these.
 REJECT_REASONS = (
     "unreadable_file",      # the source file could not be read (I/O error, permission)
     "empty_file",           # zero bytes
+    "too_large",            # more bytes than --max-image-bytes (refused before it is read)
     "undecodable",          # not an image Pillow can decode
     "truncated",            # the image data ends early
     "too_small",            # width or height below --min-size
@@ -25,15 +27,38 @@ class SourceRecord:
     key: str                     # shards.key_from_source(source) unless the source knows better
     data: bytes | None = None
     path: str | None = None
+    size: int | None = None      # bytes, when the source knows them without reading (tar headers)
 
-    def load(self) -> bytes:
-        """The raw file bytes (reads ``path`` when the source did not carry the bytes)."""
+    def load(self, max_bytes: int | None = None) -> bytes:
+        """The raw file bytes (reads ``path`` when the source did not carry the bytes).
+
+        Raises :class:`TooLarge` (before reading anything) when there are more than ``max_bytes``.
+        """
+        if self.size is not None and max_bytes is not None and self.size > max_bytes:
+            raise TooLarge(self.size, max_bytes)
         if self.data is not None:
             return self.data
         if self.path is None:
             raise ValueError(f"record {self.source!r} has neither data nor path")
         with open(self.path, "rb") as f:
-            return f.read()
+            if max_bytes is None:
+                return f.read()
+            size = os.fstat(f.fileno()).st_size
+            if size > max_bytes:
+                raise TooLarge(size, max_bytes)
+            data = f.read(max_bytes + 1)  # the file may have grown since
+            if len(data) > max_bytes:
+                raise TooLarge(len(data), max_bytes)
+            return data
+
+
+class TooLarge(Exception):
+    """A record holds more bytes than allowed; nothing (or nothing past the limit) was read."""
+
+    def __init__(self, size: int, limit: int) -> None:
+        super().__init__(f"{size:,} bytes > the limit of {limit:,} (--max-image-bytes)")
+        self.size = size
+        self.limit = limit
 
 
 @dataclass(frozen=True)

@@ -23,7 +23,11 @@ import numpy as np
 from PIL import Image, ImageFile
 
 from ..errors import ConfigError
-from .records import Rejected, SourceRecord, Verified
+from .records import Rejected, SourceRecord, TooLarge, Verified
+
+#: Largest source image accepted (bytes): ImageNet's largest files are a few MB; a bigger member is
+#: refused before it is read, so a bomb in a tar (a header claiming gigabytes) costs no memory.
+DEFAULT_MAX_IMAGE_BYTES = 64 << 20
 
 _KEEP_MODES = ("RGB", "L")
 _RESAMPLE = Image.Resampling.LANCZOS
@@ -34,6 +38,7 @@ class VerifyConfig:
     """How records are checked and normalized (picklable: sent to pool workers)."""
 
     min_size: int = 8                      # reject if width or height < min_size ("too_small")
+    max_image_bytes: int = DEFAULT_MAX_IMAGE_BYTES  # reject larger source files unread ("too_large")
     max_pixels: int = 89_478_485           # Pillow's default limit: above it -> "decompression_bomb"
     resize_short_side: int | None = None   # optional FFCV-style pre-resize (only shrinks)
     quality: int = 90                      # JPEG quality for anything re-encoded
@@ -43,6 +48,8 @@ class VerifyConfig:
     def __post_init__(self) -> None:
         if self.min_size < 1:
             raise ConfigError(f"min_size must be >= 1, got {self.min_size}")
+        if self.max_image_bytes < 1:
+            raise ConfigError(f"max_image_bytes must be >= 1, got {self.max_image_bytes}")
         if self.max_pixels < 1:
             raise ConfigError(f"max_pixels must be >= 1, got {self.max_pixels}")
         if self.resize_short_side is not None and self.resize_short_side < self.min_size:
@@ -76,7 +83,9 @@ def _verify(record: SourceRecord, config: VerifyConfig) -> Verified:
     if config.allowed_wnids is not None and record.wnid not in config.allowed_wnids:
         raise _Reject("unknown_class", f"{record.wnid} is not in the class space")
     try:
-        data = record.load()
+        data = record.load(config.max_image_bytes)
+    except TooLarge as e:
+        raise _Reject("too_large", str(e)) from None
     except (OSError, ValueError) as e:
         raise _Reject("unreadable_file", str(e)) from None
     if not data:

@@ -1,9 +1,12 @@
 """The shipped data against its sources: WordNet 3.0 ``data.noun`` and timm's synset lists.
 
-Skipped (with the reason) where the sources are absent; CI installs Debian's wordnet-base.
+``make crosscheck-data`` fetches both (Debian's wordnet-base where apt works, timm's wheel into
+``.cache/crosscheck/``). Skipped, with the reason, where they are absent, except when
+``IMAGENET_STREAM_REQUIRE_CROSSCHECKS=1`` (as ``.ci/run`` sets it): then a missing source fails.
 """
 from __future__ import annotations
 
+import functools
 import glob
 import gzip
 import os
@@ -24,20 +27,34 @@ TOOL = REPO / "tools" / "build_hierarchy.py"
 SHIPPED = resources.files("imagenet_stream.hierarchy").joinpath("data", "wordnet.msgpack.gz")
 
 
+REQUIRED = os.environ.get("IMAGENET_STREAM_REQUIRE_CROSSCHECKS") == "1"
+
+
 def _timm_wheel() -> Path | None:
     configured = os.environ.get("IMAGENET_STREAM_TIMM_WHEEL")
     if configured:
         return Path(configured) if Path(configured).is_file() else None
-    found = sorted(glob.glob("/tmp/timm-wheel/*.whl"))
+    found = sorted(glob.glob(str(REPO / ".cache" / "crosscheck" / "timm-*.whl")) + glob.glob("/tmp/timm-wheel/*.whl"))
     return Path(found[-1]) if found else None
 
 
-needs_wordnet = pytest.mark.skipif(not DATA_NOUN.is_file(),
-                                   reason=f"{DATA_NOUN} not found (install the Debian/Ubuntu package "
-                                          "wordnet-base)")
-needs_wheel = pytest.mark.skipif(_timm_wheel() is None,
-                                 reason="no timm wheel: set IMAGENET_STREAM_TIMM_WHEEL or put one in "
-                                        "/tmp/timm-wheel/")
+def _needs(present: bool, reason: str):
+    """Skip without the source, or fail with the reason when the cross-checks are required (CI)."""
+    if present or not REQUIRED:
+        return pytest.mark.skipif(not present, reason=reason)
+
+    def fail_instead(test):
+        @functools.wraps(test)
+        def failing(*args, **kwargs):
+            pytest.fail(f"IMAGENET_STREAM_REQUIRE_CROSSCHECKS=1 but {reason}")
+        return failing
+    return fail_instead
+
+
+needs_wordnet = _needs(DATA_NOUN.is_file(), f"{DATA_NOUN} not found (make crosscheck-data, or install the "
+                                            "Debian/Ubuntu package wordnet-base)")
+needs_wheel = _needs(_timm_wheel() is not None, "no timm wheel (make crosscheck-data, or set "
+                                                "IMAGENET_STREAM_TIMM_WHEEL)")
 
 
 def _synset_at(raw: bytes, wnid: str) -> tuple[str, tuple[str, ...]]:

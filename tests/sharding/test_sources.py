@@ -64,7 +64,8 @@ def test_folder_tree_sorted_records_and_skips(tmp_path: Path, caplog: pytest.Log
     assert "3 synsets" in src.description
     assert [(r.wnid, r.key) for r in recs] == [(W1, f"{W1}_1"), (W1, f"{W1}_5"),
                                                (W2, f"{W2}_10"), (W2, f"{W2}_2")]
-    assert all(r.data is None and r.path == r.source and os.path.isfile(r.path) for r in recs)
+    assert all(r.data is None and os.path.isfile(r.path) for r in recs)
+    assert all(r.source == f"{root.name}/{r.wnid}/{os.path.basename(r.path)}" for r in recs)
     assert recs[0].load() == img(4)
     assert "notes.txt" in caplog.text  # non-image files are skipped with a debug log
 
@@ -305,8 +306,8 @@ def test_folder_of_per_synset_tars(tmp_path: Path) -> None:
     assert [(type(r).__name__, r.wnid, r.key) for r in recs] == [
         ("SourceRecord", W1, f"{W1}_10026"), ("SourceRecord", W1, f"{W1}_2"), ("SourceRecord", W2, f"{W2}_7"),
         ("UnreadableRecord", W3, W3)]
-    assert recs[0].source == str(root / f"{W1}.tar" / f"{W1}_10026.JPEG") and recs[0].data == img(1)
-    assert recs[3].source == str(root / f"{W3}.tar")
+    assert recs[0].source == f"train_tars/{W1}.tar/{W1}_10026.JPEG" and recs[0].data == img(1)
+    assert recs[3].source == f"train_tars/{W3}.tar"  # relative to the source given: no user or mount point
     write(root / "extra.tar", tar_bytes([("a.JPEG", img(0))]))
     with pytest.raises(SourceError, match="tar 'extra.tar'.*not a wnid"):
         open_source(str(root))

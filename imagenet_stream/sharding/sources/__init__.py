@@ -26,7 +26,7 @@ from ._common import IMAGE_EXTENSIONS, UnreadableRecord, is_image_name, is_wnid
 from .folder import FolderTreeSource, LabelledFolderSource, scan_folder
 from .labels import Labels, read_labels
 from .listfile import ListSource, is_list_name
-from .tar import SynsetTarFolderSource, TarSource, is_tar_name
+from .tar import DEFAULT_MAX_MEMBER, SynsetTarFolderSource, TarSource, is_tar_name
 
 logger = logging.getLogger(__name__)
 
@@ -58,17 +58,21 @@ class Source(Protocol):
         ...
 
 
-def open_source(spec: str, labels: str | None = None) -> Source:
-    """Open the local path ``spec`` as a source; ``labels`` is a label file for flat image collections."""
-    return _open(spec, labels, {})
+def open_source(spec: str, labels: str | None = None, max_member_bytes: int = DEFAULT_MAX_MEMBER) -> Source:
+    """Open the local path ``spec`` as a source; ``labels`` is a label file for flat image collections.
+
+    ``max_member_bytes``: tar members larger than this are skipped unread (and rejected by verify).
+    """
+    return _open(spec, labels, {}, max_member_bytes)
 
 
-def open_sources(specs: Sequence[str], labels: str | None = None) -> list[Source]:
+def open_sources(specs: Sequence[str], labels: str | None = None,
+                 max_member_bytes: int = DEFAULT_MAX_MEMBER) -> list[Source]:
     """Open several sources (a label file is parsed once and used by the sources that need one)."""
     if not specs:
         raise SourceError("no sources given")
     cache: dict[str, Labels] = {}
-    return [_open(spec, labels, cache) for spec in specs]
+    return [_open(spec, labels, cache, max_member_bytes) for spec in specs]
 
 
 def _labels(path: str | None, cache: dict[str, Labels], spec: str) -> Labels:
@@ -80,7 +84,7 @@ def _labels(path: str | None, cache: dict[str, Labels], spec: str) -> Labels:
     return cache[path]
 
 
-def _open(spec: str, labels: str | None, cache: dict[str, Labels]) -> Source:
+def _open(spec: str, labels: str | None, cache: dict[str, Labels], max_member_bytes: int) -> Source:
     path = spec[len("file://"):] if spec.startswith("file://") else spec
     if "://" in path:
         raise SourceError(f"source {spec!r}: only local paths are supported as sources")
@@ -100,11 +104,12 @@ def _open(spec: str, labels: str | None, cache: dict[str, Labels]) -> Source:
             return LabelledFolderSource(path, _labels(labels, cache, spec))
         tars = [name for name in others if is_tar_name(name)]
         if tars:
-            return SynsetTarFolderSource(path, tars)
+            return SynsetTarFolderSource(path, tars, max_member_bytes)
         raise SourceError(f"folder {spec!r} holds no synset folders, image files or per-synset tars")
     name = os.path.basename(path)
     if is_tar_name(name):
-        return TarSource(path, labels=None if labels is None else _labels(labels, cache, spec))
+        return TarSource(path, labels=None if labels is None else _labels(labels, cache, spec),
+                         max_member_bytes=max_member_bytes)
     if is_list_name(name):
         return ListSource(path)
     raise SourceError(f"source {spec!r}: expected a folder, a tar (.tar, .tar.gz, .tgz, .tar.bz2, .tar.xz) "

@@ -1,6 +1,7 @@
 """Small rules every source shares: wnid and image-name checks, and the record of an unreadable member."""
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass
 
@@ -32,6 +33,12 @@ def is_image_name(name: str) -> bool:
     return dot > 0 and name[dot:].lower() in IMAGE_EXTENSIONS
 
 
+def source_label(path: str) -> str:
+    """How records of the source at ``path`` name themselves in metadata and reports: its last path
+    component (``train``, ``ILSVRC2012_img_train.tar``), so no user name or mount point is stored."""
+    return os.path.basename(os.path.normpath(path)) or "source"
+
+
 def check_wnid(wnid: str, where: str) -> str:
     """Return ``wnid`` or raise SourceError naming ``where`` (a folder, a file:line)."""
     if not is_wnid(wnid):
@@ -49,5 +56,5 @@ class UnreadableRecord(SourceRecord):
 
     error: str = ""
 
-    def load(self) -> bytes:
+    def load(self, max_bytes: int | None = None) -> bytes:
         raise OSError(f"{self.source}: {self.error}")

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from ...errors import SourceError
 from ...shards.names import key_from_source
 from ..records import SourceRecord
-from ._common import is_hidden, is_image_name, is_wnid
+from ._common import is_hidden, is_image_name, is_wnid, source_label
 from .labels import Labels
 
 logger = logging.getLogger(__name__)
@@ -40,6 +40,7 @@ class FolderTreeSource:
 
     def __init__(self, root: str) -> None:
         self.root = root
+        self._label = source_label(root)
         dirs, images, others = scan_folder(root)
         for name in dirs:
             if not is_wnid(name):
@@ -55,7 +56,7 @@ class FolderTreeSource:
             logger.debug("skipping non-image file %s", os.path.join(root, name))
         self._wnids = dirs
         self._files: dict[str, list[str]] | None = None
-        self.description = f"ImageNet folder tree {root} ({len(dirs):,} synsets)"
+        self.description = f"ImageNet folder tree {self._label} ({len(dirs):,} synsets)"
 
     def _listing(self) -> dict[str, list[str]]:
         if self._files is None:
@@ -83,7 +84,8 @@ class FolderTreeSource:
         for wnid, names in self._listing().items():
             for name in names:
                 path = os.path.join(self.root, wnid, name)
-                yield SourceRecord(source=path, wnid=wnid, key=key_from_source(name), path=path)
+                yield SourceRecord(source=f"{self._label}/{wnid}/{name}", wnid=wnid, key=key_from_source(name),
+                                   path=path)
 
 
 class LabelledFolderSource:
@@ -103,7 +105,8 @@ class LabelledFolderSource:
             raise SourceError(f"{root}: no image files found")
         self._labels = labels.assign(images, root)
         self._names = images
-        self.description = (f"flat image folder {root} labelled by {labels.path} "
+        self._label = source_label(root)
+        self.description = (f"flat image folder {self._label} labelled by {source_label(labels.path)} "
                             f"({len(images):,} images, {len(set(self._labels.values())):,} synsets)")
 
     def wnids(self) -> set[str]:
@@ -115,4 +118,5 @@ class LabelledFolderSource:
     def records(self) -> Iterator[SourceRecord]:
         for name in self._names:
             path = os.path.join(self.root, name)
-            yield SourceRecord(source=path, wnid=self._labels[name], key=key_from_source(name), path=path)
+            yield SourceRecord(source=f"{self._label}/{name}", wnid=self._labels[name], key=key_from_source(name),
+                               path=path)

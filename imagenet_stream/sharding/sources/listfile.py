@@ -3,7 +3,8 @@
 JSONL lines are objects with ``path`` and ``wnid`` and optionally ``key``; a CSV header may name the
 columns ``path``, ``wnid`` and ``key`` in any order.
 
-Relative paths resolve against the list file's folder. Malformed rows raise SourceError naming
+Relative paths resolve against the list file's folder; samples' ``source`` metadata keeps each path
+as the list wrote it. Malformed rows raise SourceError naming
 ``file:line``; a listed file that does not exist is not an error here: its record fails to load and
 verify counts it as ``unreadable_file``.
 """
@@ -18,11 +19,11 @@ from typing import IO
 from ...errors import SourceError
 from ...shards.names import is_valid_key, key_from_source
 from ..records import SourceRecord
-from ._common import check_wnid, is_wnid
+from ._common import check_wnid, is_wnid, source_label
 
 LIST_SUFFIXES = {".csv": ",", ".tsv": "\t", ".jsonl": None, ".ndjson": None}
 
-_Row = tuple[str, str, str]  # resolved path, wnid, key
+_Row = tuple[str, str, str, str]  # resolved path, path as written, wnid, key
 
 
 def is_list_name(name: str) -> bool:
@@ -45,7 +46,7 @@ class ListSource:
             raise SourceError(f"cannot read list file {path!r}: {e}") from e
         if not self._rows:
             raise SourceError(f"list file {path!r} has no rows")
-        self.description = f"list {path} ({len(self._rows):,} images, {len(self.wnids()):,} synsets)"
+        self.description = f"list {source_label(path)} ({len(self._rows):,} images, {len(self.wnids()):,} synsets)"
 
     def _row(self, where: str, path: object, wnid: object, key: object) -> _Row:
         if not isinstance(path, str) or not path.strip():
@@ -59,7 +60,7 @@ class ListSource:
         elif not isinstance(key, str) or not is_valid_key(key):
             raise SourceError(f"{where}: key {key!r} must be 1-90 characters of [A-Za-z0-9_-]")
         resolved = path if os.path.isabs(path) else os.path.normpath(os.path.join(self._base, path))
-        return resolved, wnid.strip(), key
+        return resolved, path, wnid.strip(), key
 
     def _read_csv(self, f: IO[str], delimiter: str) -> list[_Row]:
         rows: list[_Row] = []
@@ -105,11 +106,11 @@ class ListSource:
         return rows
 
     def wnids(self) -> set[str]:
-        return {wnid for _, wnid, _ in self._rows}
+        return {wnid for _, _, wnid, _ in self._rows}
 
     def count(self) -> int:
         return len(self._rows)
 
     def records(self) -> Iterator[SourceRecord]:
-        for path, wnid, key in self._rows:
-            yield SourceRecord(source=path, wnid=wnid, key=key, path=path)
+        for path, written, wnid, key in self._rows:  # metadata keeps the path as the list wrote it
+            yield SourceRecord(source=written, wnid=wnid, key=key, path=path)

@@ -15,6 +15,8 @@ outer archive cannot be skipped in a forward stream and raises SourceError.
 """
 from __future__ import annotations
 
+import bz2
+import gzip
 import logging
 import lzma
 import os
@@ -26,16 +28,17 @@ from typing import IO
 from ...errors import SourceError
 from ...shards.names import key_from_source
 from ..records import SourceRecord
-from ._common import UnreadableRecord, check_wnid, is_hidden, is_image_name, is_wnid
+from ._common import UnreadableRecord, check_wnid, is_hidden, is_image_name, is_wnid, source_label
 from .labels import Labels
 
 logger = logging.getLogger(__name__)
 
+DEFAULT_MAX_MEMBER = 64 << 20  # verify.DEFAULT_MAX_IMAGE_BYTES; the pipeline passes --max-image-bytes
 TAR_SUFFIXES = (".tar", ".tar.gz", ".tgz", ".tar.bz2", ".tbz2", ".tar.xz", ".txz")
 _READ_SIZE = 1 << 16  # tarfile's stream buffer copies its remainder on every read: keep it small
 _PEEK_MEMBERS = 100
 #: What a damaged tar or compressed stream raises while being read.
-_TAR_ERRORS = (tarfile.TarError, EOFError, OSError, zlib.error, lzma.LZMAError)
+_TAR_ERRORS = (tarfile.TarError, EOFError, OSError, zlib.error, lzma.LZMAError, gzip.BadGzipFile)
 
 NESTED, FOLDERS, FLAT = "tar of per-synset tars", "tar of synset folders", "flat tar of images"
 SYNSET = "per-synset tar"
@@ -97,8 +100,30 @@ class _StrictTarInfo(tarfile.TarInfo):
             raise DamagedTarError(f"invalid header at byte {tarfile_.offset:,} ({e})") from None
 
 
+#: Magic bytes of the compressions a source tar may use, and their (bounded) stream readers.
+_MAGIC = ((b"\x1f\x8b", gzip.GzipFile), (b"BZh", bz2.BZ2File), (b"\xfd7zXZ\x00", lzma.LZMAFile))
+
+
+def decompressed(fileobj: IO[bytes]) -> IO[bytes]:
+    """``fileobj`` itself, or a reader of its decompressed bytes when it starts with a gzip/bzip2/xz magic.
+
+    These readers decompress at most what each ``read(n)`` asks for. ``tarfile``'s own ``r|gz``
+    decompresses whole input chunks at once: 64 KB of a gzip bomb (zeros) became 64 MB per call.
+    """
+    peek = getattr(fileobj, "peek", None)
+    if peek is not None:  # buffered: works on pipes and FIFOs too
+        head = peek(6)[:6]
+    else:
+        head = fileobj.read(6)
+        fileobj.seek(0)
+    for magic, reader in _MAGIC:
+        if head.startswith(magic):
+            return reader(fileobj=fileobj, mode="rb") if reader is gzip.GzipFile else reader(fileobj)
+    return fileobj
+
+
 def _open_stream(fileobj: IO[bytes]) -> tarfile.TarFile:
-    return tarfile.open(fileobj=fileobj, mode="r|*", bufsize=_READ_SIZE, tarinfo=_StrictTarInfo)
+    return tarfile.open(fileobj=fileobj, mode="r|", bufsize=_READ_SIZE, tarinfo=_StrictTarInfo)
 
 
 class TarSource:
@@ -106,8 +131,9 @@ class TarSource:
 
     random_access = False
 
-    def __init__(self, path: str, labels: Labels | None = None) -> None:
+    def __init__(self, path: str, labels: Labels | None = None, max_member_bytes: int = DEFAULT_MAX_MEMBER) -> None:
         self.path = path
+        self.max_member_bytes = max_member_bytes
         self.name = os.path.basename(path)
         self.layout = self._detect()
         self._flat: dict[str, str] | None = None
@@ -123,12 +149,12 @@ class TarSource:
         elif labels is not None:
             logger.info("labels file %s is not used for %s (%s)", labels.path, path, self.layout)
         extra = f", {len(self._flat):,} images" if self._flat is not None else ""
-        self.description = f"{self.layout} {path} (one forward stream{extra})"
+        self.description = f"{self.layout} {self.name} (one forward stream{extra})"
 
     def _detect(self) -> str:
         """The layout, from the first classifiable member (reads only the archive's head)."""
         try:
-            with open(self.path, "rb") as f, _open_stream(f) as tf:
+            with open(self.path, "rb") as f, _open_stream(decompressed(f)) as tf:
                 for i, m in enumerate(tf):
                     kind = member_kind(m.name) if m.isfile() else None
                     if kind is not None:
@@ -161,7 +187,7 @@ class TarSource:
     def records(self) -> Iterator[SourceRecord]:
         last = "(start)"
         try:
-            with open(self.path, "rb") as f, _open_stream(f) as outer:
+            with open(self.path, "rb") as f, _open_stream(decompressed(f)) as outer:
                 for m in outer:
                     kind = member_kind(m.name) if m.isfile() else None
                     if kind is None:
@@ -182,9 +208,8 @@ class TarSource:
                     else:
                         raise SourceError(f"{self.path}: image {m.name!r} is outside any synset folder or "
                                           f"inner tar, unlike the rest of this {self.layout}")
-                    data = _read_member(outer, m)
                     yield SourceRecord(source=f"{self.name}/{name}", wnid=wnid, key=key_from_source(name),
-                                       data=data)
+                                       data=_read_member(outer, m, self.max_member_bytes), size=m.size)
         except _TAR_ERRORS as e:
             raise SourceError(f"{self.path} is damaged after member {last!r}: {e}") from e
 
@@ -194,7 +219,7 @@ class TarSource:
         fileobj = outer.extractfile(member)
         if fileobj is None:  # not reached for a regular member; kept for the type checker
             raise tarfile.ReadError(f"member {member.name!r} is not a regular file")
-        yield from synset_tar_records(fileobj, wnid, f"{self.name}/{name}")
+        yield from synset_tar_records(fileobj, wnid, f"{self.name}/{name}", self.max_member_bytes)
 
 
 class SynsetTarFolderSource:
@@ -202,12 +227,14 @@ class SynsetTarFolderSource:
 
     random_access = False
 
-    def __init__(self, root: str, tar_names: list[str]) -> None:
+    def __init__(self, root: str, tar_names: list[str], max_member_bytes: int = DEFAULT_MAX_MEMBER) -> None:
         self.root = root
+        self.max_member_bytes = max_member_bytes
         self._tars = {}
         for name in sorted(tar_names):
             self._tars[check_wnid(_strip_suffix(name), f"{root}: tar {name!r}")] = name
-        self.description = f"folder of per-synset tars {root} ({len(self._tars):,} synsets, read as streams)"
+        self._label = source_label(root)
+        self.description = f"folder of per-synset tars {self._label} ({len(self._tars):,} synsets, read as streams)"
 
     def wnids(self) -> set[str]:
         return set(self._tars)
@@ -222,16 +249,18 @@ class SynsetTarFolderSource:
                 fileobj = open(path, "rb")
             except OSError as e:
                 logger.error("cannot open %s: %s", path, e)
-                yield UnreadableRecord(source=path, wnid=wnid, key=wnid, error=str(e))
+                yield UnreadableRecord(source=f"{self._label}/{name}", wnid=wnid, key=wnid, error=str(e))
                 continue
             with fileobj:
-                yield from synset_tar_records(fileobj, wnid, path)
+                yield from synset_tar_records(fileobj, wnid, f"{self._label}/{name}", self.max_member_bytes)
 
 
-def synset_tar_records(fileobj: IO[bytes], wnid: str, tar_id: str) -> Iterator[SourceRecord]:
+def synset_tar_records(fileobj: IO[bytes], wnid: str, tar_id: str,
+                       max_member_bytes: int = DEFAULT_MAX_MEMBER) -> Iterator[SourceRecord]:
     """The images of one per-synset tar read as a stream from ``fileobj``; damage yields an UnreadableRecord.
 
     Images read before the damage are kept; the UnreadableRecord (source ``tar_id``) stands for the rest.
+    A member larger than ``max_member_bytes`` is yielded unread (verify rejects it as ``too_large``).
     """
     done = 0
     try:
@@ -243,17 +272,20 @@ def synset_tar_records(fileobj: IO[bytes], wnid: str, tar_id: str) -> Iterator[S
                 if not is_image_name(base):
                     logger.debug("skipping member %s/%s", tar_id, m.name)
                     continue
-                data = _read_member(tf, m)
+                data = _read_member(tf, m, max_member_bytes)
                 done += 1
                 yield SourceRecord(source=f"{tar_id}/{_clean(m.name)}", wnid=wnid, key=key_from_source(base),
-                                   data=data)
+                                   data=data, size=m.size)
     except _TAR_ERRORS as e:
         logger.error("tar %s is damaged after %d images: %s", tar_id, done, e)
         yield UnreadableRecord(source=tar_id, wnid=wnid, key=wnid,
                                error=f"damaged tar after {done} images: {e}")
 
 
-def _read_member(tf: tarfile.TarFile, member: tarfile.TarInfo) -> bytes:
+def _read_member(tf: tarfile.TarFile, member: tarfile.TarInfo, max_bytes: int) -> bytes | None:
+    """The member's bytes; None, unread, when it is larger than ``max_bytes`` (the stream skips it)."""
+    if member.size > max_bytes:
+        return None
     fileobj = tf.extractfile(member)
     if fileobj is None:
         raise tarfile.ReadError(f"member {member.name!r} is not a regular file")
