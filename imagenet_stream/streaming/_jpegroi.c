@@ -55,14 +55,17 @@ static int api_bound = 0;
 typedef struct {
     struct jpeg_error_mgr pub;
     jmp_buf jump;
+    char warning[JMSG_LENGTH_MAX]; /* the first warning's text (later trace messages reuse msg_code) */
 } error_t_;
 
 static void on_error(j_common_ptr cinfo) { longjmp(((error_t_ *)cinfo->err)->jump, 1); }
 
 static void on_emit(j_common_ptr cinfo, int level)
 {
-    if (level < 0) /* a corrupt-data warning; higher levels are traces */
-        cinfo->err->num_warnings++;
+    if (level >= 0) /* trace messages */
+        return;
+    if (cinfo->err->num_warnings++ == 0) /* a corrupt-data warning */
+        cinfo->err->format_message(cinfo, ((error_t_ *)cinfo->err)->warning);
 }
 
 static void on_output(j_common_ptr cinfo) { (void)cinfo; }
@@ -73,6 +76,7 @@ static void init_errors(error_t_ *err)
     err->pub.error_exit = on_error;
     err->pub.emit_message = on_emit;
     err->pub.output_message = on_output;
+    err->warning[0] = '\0';
 }
 
 static PyObject *bind(PyObject *self, PyObject *args)
@@ -148,10 +152,10 @@ static int sof_marker(const unsigned char *p, size_t n)
         if (i >= n)
             return -1;
         int m = p[i++];
-        if (m == 0x01 || m == 0xD8 || (m >= 0xD0 && m <= 0xD7))
-            continue; /* standalone markers */
-        if (m == 0x00 || m == 0xD9 || m == 0xDA || i + 2 > n)
-            return -1; /* EOI or SOS before any SOF */
+        if (m >= 0xD0 && m <= 0xD8)
+            continue; /* RSTn, SOI: no length */
+        if (m < 0xC0 || m == 0xD9 || m == 0xDA || i + 2 > n)
+            return -1; /* TEM/reserved (Pillow refuses them), or EOI/SOS before any SOF */
         if (m >= 0xC0 && m <= 0xCF && m != 0xC4 && m != 0xC8 && m != 0xCC)
             return m;
         size_t len = ((size_t)p[i] << 8) | p[i + 1];
@@ -255,7 +259,7 @@ static void run(job_t *job)
         goto done;
     }
     if (err.pub.num_warnings) {
-        snprintf(job->reason, sizeof(job->reason), "warning in the header");
+        snprintf(job->reason, sizeof(job->reason), "libjpeg warning in the header: %s", err.warning);
         goto done;
     }
     if (!job->out)
@@ -313,9 +317,7 @@ static void run(job_t *job)
                 memcpy(job->out + (size_t)(y + i) * out_stride, scratch + i * row_bytes + left, out_stride);
     }
     if (err.pub.num_warnings) {
-        char text[JMSG_LENGTH_MAX];
-        err.pub.format_message((j_common_ptr)&cinfo, text);
-        snprintf(job->reason, sizeof(job->reason), "libjpeg warning: %s", text);
+        snprintf(job->reason, sizeof(job->reason), "libjpeg warning: %s", err.warning);
         goto done;
     }
     /* Rows below the rectangle were not decoded. Pillow raises for a scan cut short (its source
