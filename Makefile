@@ -8,7 +8,14 @@ DEMO_OUT ?= demo-data
 
 .PHONY: demo test install clean bench
 
-$(STAMP): pyproject.toml
+# libjpeg-turbo's headers let the editable install build the native JPEG region decoder (setup.py);
+# without them everything still installs and decodes with Pillow. apt-get only as root, best effort.
+JPEG_H ?= /usr/include/jpeglib.h
+
+$(STAMP): pyproject.toml setup.py imagenet_stream/streaming/_jpegroi.c
+	@[ -f $(JPEG_H) ] || { command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ] && \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq libjpeg-dev) >/dev/null 2>&1; } || \
+	  echo "note: libjpeg-dev not installed; building without the native JPEG region decoder (Pillow decodes)"
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	# Pin the CPU build that is on this disk first, so the `torch>=2.2` range never pulls a CUDA build.
@@ -28,4 +35,4 @@ bench: $(STAMP)
 	$(PY) benchmarks/run.py
 
 clean:
-	rm -rf $(VENV) $(DEMO_OUT) build *.egg-info
+	rm -rf $(VENV) $(DEMO_OUT) build *.egg-info imagenet_stream/streaming/_jpegroi*.so
