@@ -16,23 +16,28 @@ from setuptools.errors import CCompilerError, CompileError, ExecError, LinkError
 
 
 class OptionalBuildExt(build_ext):
-    """``build_ext`` that warns instead of failing when the extension cannot be compiled."""
+    """``build_ext`` that warns and builds nothing when the extension cannot be compiled.
+
+    The extension is dropped from the build's list, so nothing (an editable install's copy into the
+    source tree included) later looks for its file.
+    """
 
     def run(self) -> None:
         try:
             super().run()
-        except (PlatformError, CCompilerError, ExecError) as exc:  # no compiler at all
+        except (PlatformError, CCompilerError, ExecError) as exc:  # no usable compiler at all
             self._skip(exc)
 
-    def build_extension(self, ext: Extension) -> None:
+    def build_extensions(self) -> None:
         try:
-            super().build_extension(ext)
-        except (CCompilerError, CompileError, ExecError, LinkError) as exc:
+            super().build_extensions()
+        except (CCompilerError, CompileError, ExecError, LinkError) as exc:  # e.g. no jpeglib.h
             self._skip(exc)
 
     def _skip(self, exc: Exception) -> None:
         if os.environ.get("IMAGENET_STREAM_REQUIRE_NATIVE") == "1":
             raise exc
+        self.extensions = []
         sys.stderr.write(
             f"WARNING: not building the native JPEG region decoder ({exc}); install libjpeg-turbo's "
             "headers (Debian/Ubuntu: apt-get install libjpeg-dev) and reinstall to enable it. "
