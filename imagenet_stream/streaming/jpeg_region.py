@@ -18,7 +18,7 @@ Both decode with Pillow's non-draft settings: ISLOW IDCT, fancy upsampling, RGB(
 
 * ``jpeg_crop_scanline`` moves the left edge down to an iMCU boundary; the extra columns are dropped
   while copying rows out. With 4:2:2/4:2:0 chroma, libjpeg's fancy upsampling treats the first and
-  last decoded column as an image edge (1-12 levels off at the rectangle's sides), so one more column
+  last decoded column as an image edge (up to 15 levels off at the rectangle's sides), so one more column
   is decoded on each side and dropped; and a row of 2 chroma samples or fewer makes libjpeg switch to
   box upsampling, so at least 8 pixels per row are decoded.
 * Rows need no margin: ``jpeg_skip_scanlines`` keeps the context rows that h2v2 fancy upsampling
@@ -34,12 +34,15 @@ marker. Any libjpeg warning or error, a scan not ended by EOI, or a multi-scan f
 the image to Pillow, which then raises or decodes exactly as it always did: the same exceptions
 (``DECODE_ERRORS``) and the same pixels whichever path ran.
 
-Set ``IMAGENET_STREAM_DECODER=pillow`` to force the Pillow path (read once per process).
+Set ``IMAGENET_STREAM_DECODER=pillow`` to force the Pillow path (read once per process), or use
+:func:`pillow_only` around a block.
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+from collections.abc import Iterator
 from types import ModuleType
 from typing import Union
 
@@ -91,6 +94,18 @@ def available() -> bool:
     """Whether the native region decoder runs in this process."""
     status()
     return _native is not None
+
+
+@contextlib.contextmanager
+def pillow_only() -> Iterator[None]:
+    """Decode with the Pillow path inside the block, process-wide (for tests and benchmarks)."""
+    global _native
+    status()
+    saved, _native = _native, None
+    try:
+        yield
+    finally:
+        _native = saved
 
 
 def header(data: ImageBytes) -> tuple[int, int] | None:

@@ -5,7 +5,6 @@ that Pillow loads, and the region decoder must reproduce Pillow's full decode pi
 """
 from __future__ import annotations
 
-import contextlib
 import importlib
 import io
 import os
@@ -131,17 +130,6 @@ def assert_region_exact(data: bytes, draw: Callable[[st.SearchStrategy], object]
                                      f"first at row {rows[0]}, col {cols[0]} of the box")
 
 
-@contextlib.contextmanager
-def pillow_only() -> Iterator[None]:
-    """Run the transforms as if the native decoder were unavailable (the fallback path)."""
-    saved = jpeg_region._native
-    jpeg_region._native = None
-    try:
-        yield
-    finally:
-        jpeg_region._native = saved
-
-
 def outcome(fn: Callable[[], torch.Tensor]) -> tuple[str, object]:
     try:
         return "ok", fn()
@@ -159,7 +147,7 @@ def assert_same_outcome(a: tuple[str, object], b: tuple[str, object]) -> None:
 
 def both_paths(transform: Callable[..., torch.Tensor], data: bytes, seed: int) -> tuple[tuple, tuple]:
     first = outcome(lambda: transform(data, np.random.default_rng(seed)))
-    with pillow_only():
+    with jpeg_region.pillow_only():
         second = outcome(lambda: transform(data, np.random.default_rng(seed)))
     return first, second
 
