@@ -149,7 +149,7 @@ def _crop_resize(
 
 def _resize_rgbx(pixels: bytearray, size: tuple[int, int], out: int, flip: bool, use_torch: bool | None = None
                  ) -> torch.Tensor:
-    """RGBX rows of ``size`` -> resized to ``out x out``, flipped if asked: contiguous uint8 ``[3, out, out]``."""
+    """RGBX rows of ``size``, resized to ``out x out`` and flipped if asked: uint8 ``[3, out, out]``."""
     if use_torch is None:
         use_torch = _USE_TORCH_RESIZE
     width, height = size
