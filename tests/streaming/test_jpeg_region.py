@@ -12,6 +12,7 @@ import subprocess
 import sys
 import sysconfig
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -333,6 +334,32 @@ def test_corrupt_entropy_data_gives_the_pillow_paths_pixels_or_error(which, flip
         damaged[start + int(where * (len(data) - start))] = value
     for transform in (TrainTransform(), EvalTransform()):
         assert_same_outcome(*both_paths(transform, bytes(damaged), seed))
+
+
+@native
+@settings(SLOW, max_examples=60)
+@given(st.integers(0, 2), st.lists(st.tuples(st.floats(0.0, 0.9999), st.integers(0, 255)), min_size=1, max_size=2),
+       st.integers(0, 100))
+def test_corrupt_headers_give_the_pillow_paths_pixels_or_error(which, flips, seed) -> None:
+    # Pillow parses the header in Python, the region decoder with libjpeg: they must refuse alike.
+    data = [make(200, 150, 1), make(200, 150, 2, "4:4:4", progressive=True), make(120, 90, 3, "gray")][which]
+    sos = next(i for m, i in segments(data) if m == 0xDA) + 14
+    damaged = bytearray(data)
+    for where, value in flips:
+        damaged[2 + int(where * (sos - 2))] = value
+    for transform in (TrainTransform(), EvalTransform()):
+        assert_same_outcome(*both_paths(transform, bytes(damaged), seed))
+
+
+@native
+def test_decodes_in_threads_agree_with_serial_ones(pool) -> None:
+    # The C decoder runs without the GIL and shares only the bound function table between threads.
+    transform = TrainTransform()
+    jobs = [(data, seed) for data in pool[:len(GENERATED)] for seed in range(4)]
+    expected = [transform(data, np.random.default_rng(seed)) for data, seed in jobs]
+    with ThreadPoolExecutor(4) as threads:
+        got = list(threads.map(lambda job: transform(job[0], np.random.default_rng(job[1])), jobs))
+    assert all(torch.equal(a, b) for a, b in zip(expected, got))
 
 
 @native
