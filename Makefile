@@ -11,7 +11,14 @@ TIMM_VERSION ?= 1.0.31
 
 .PHONY: demo test install clean bench crosscheck-data
 
-$(STAMP): pyproject.toml
+# libjpeg-turbo's headers let the editable install build the native JPEG region decoder (setup.py);
+# without them everything still installs and decodes with Pillow. apt-get only as root, best effort.
+JPEG_H ?= /usr/include/jpeglib.h
+
+$(STAMP): pyproject.toml setup.py imagenet_stream/streaming/_jpegroi.c
+	@[ -f $(JPEG_H) ] || { command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ] && \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq libjpeg-dev) >/dev/null 2>&1; } || \
+	  echo "note: libjpeg-dev not installed; building without the native JPEG region decoder (Pillow decodes)"
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	# Pin the CPU build that is on this disk first, so the `torch>=2.2` range never pulls a CUDA build.
@@ -41,4 +48,4 @@ bench: $(STAMP)
 	$(PY) benchmarks/run.py
 
 clean:
-	rm -rf $(VENV) $(DEMO_OUT) build *.egg-info .cache
+	rm -rf $(VENV) $(DEMO_OUT) build *.egg-info .cache imagenet_stream/streaming/_jpegroi*.so

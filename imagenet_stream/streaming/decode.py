@@ -2,22 +2,26 @@
 
 Speed comes from decoding and resizing no more pixels than the output needs:
 
-* A JPEG can be decoded at 1/2, 1/4 or 1/8 of its size for a fraction of the cost (libjpeg's
-  scaled IDCT, exposed by Pillow's ``Image.draft``). The crop is chosen first, on the size read
-  from the header (``Image.open`` is lazy); the image is then decoded at the largest reduction
-  that still leaves the crop region at least the output's pixels in both dimensions, so the final
-  resize only shrinks and its quality matches a full decode.
+* The crop is chosen first, on the size read from the JPEG header. A JPEG can be decoded at 1/2, 1/4
+  or 1/8 of its size for a fraction of the cost (libjpeg's scaled IDCT); the largest reduction that
+  still leaves the crop at least the output's pixels in both dimensions is used, so the final resize
+  only shrinks and its quality matches a full decode.
 * The crop box is mapped into the decoded image and rounded to whole pixels (each edge moves by
-  at most half a decoded pixel), so cropping is a slice.
+  at most half a decoded pixel), so cropping is a slice (:mod:`~imagenet_stream.streaming.geometry`).
+* Baseline/progressive 8-bit JPEGs decode only that box (:mod:`~imagenet_stream.streaming.jpeg_region`:
+  libjpeg-turbo's skip/crop scanline API, bit-identical to Pillow's full decode of the same bytes).
+  Everything else, and any JPEG the region decoder declines, takes the Pillow path: ``Image.draft``
+  + full decode at that scale, then the same crop. Both paths give the identical tensor.
 * The crop is resized with torch's uint8 antialiased bilinear kernel where it is vectorised
-  (AVX2/AVX512: about 3x faster than Pillow's resize, same filter), else with Pillow's
-  ``resize(box=...)``; the flip and the HWC -> CHW layout change ride on the one final copy.
+  (AVX2/AVX512: about 3x faster than Pillow's resize, same filter), else with Pillow's ``resize``;
+  both read only the crop's pixels. The flip and the HWC -> CHW layout change ride on the one final copy.
 
 Conventions: no EXIF orientation is applied (as torchvision's ``ImageFolder`` loader); every output
 has 3 channels (grayscale is replicated, CMYK/palette/alpha images are converted to RGB); the same
-bytes and the same ``np.random.Generator`` state give the identical tensor on a given machine.
-Undecodable bytes raise Pillow's errors (``PIL.UnidentifiedImageError`` / ``OSError``); images above
-:data:`MAX_PIXELS` raise ``PIL.Image.DecompressionBombError`` before any pixel is decoded.
+bytes and the same ``np.random.Generator`` state give the identical tensor on a given machine,
+whichever decode path ran. Undecodable bytes raise Pillow's errors (``PIL.UnidentifiedImageError`` /
+``OSError``); images above :data:`MAX_PIXELS` raise ``PIL.Image.DecompressionBombError`` before any
+pixel is decoded.
 """
 from __future__ import annotations
 
@@ -31,6 +35,12 @@ import torch
 from PIL import Image
 
 from imagenet_stream.errors import ConfigError
+from imagenet_stream.streaming import jpeg_region
+from imagenet_stream.streaming.geometry import check_range as _check_range
+from imagenet_stream.streaming.geometry import draft_scale
+from imagenet_stream.streaming.geometry import eval_box as _eval_box
+from imagenet_stream.streaming.geometry import random_resized_crop_params
+from imagenet_stream.streaming.geometry import snap_box as _snap_box
 
 __all__ = [
     "IMAGENET_MEAN",
@@ -50,85 +60,30 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
 ImageBytes = Union[bytes, bytearray, memoryview]
+Box = tuple[float, float, float, float]
 SampleTransform = Callable[[ImageBytes, np.random.Generator], Any]
 """Encoded image bytes + a per-sample generator -> the sample's image output."""
 
 _BILINEAR = Image.Resampling.BILINEAR
-_DRAFT_SCALES = (8, 4, 2)  # libjpeg's DCT reductions, largest first
 _EVAL_CROP_PCT = 0.875  # 224 / 256, the standard ImageNet eval ratio
-
-
-# --------------------------------------------------------------------------- crop geometry
-def _check_range(name: str, bounds: tuple[float, float]) -> tuple[float, float]:
-    try:
-        lo, hi = (float(b) for b in bounds)
-    except (TypeError, ValueError):
-        raise ConfigError(f"{name} must be a (low, high) pair of numbers, got {bounds!r}") from None
-    if not (0.0 < lo <= hi) or not math.isfinite(hi):
-        raise ConfigError(f"{name} must be (low, high) with 0 < low <= high, got {bounds!r}")
-    return lo, hi
-
-
-def random_resized_crop_params(
-    width: int,
-    height: int,
-    rng: np.random.Generator,
-    scale: tuple[float, float] = (0.08, 1.0),
-    ratio: tuple[float, float] = (3 / 4, 4 / 3),
-) -> tuple[int, int, int, int]:
-    """torchvision's ``RandomResizedCrop.get_params``, drawing from ``rng``: ``(left, top, crop_w, crop_h)``.
-
-    Up to 10 attempts draw an area share uniformly from ``scale`` and an aspect ratio log-uniformly
-    from ``ratio``; the first crop that fits is placed uniformly. Otherwise the fallback is a
-    centred crop of the whole image, clamped to the ratio bounds (at least 1 pixel per side).
-    """
-    if width < 1 or height < 1:
-        raise ConfigError(f"image size must be positive, got {width}x{height}")
-    scale_lo, scale_hi = _check_range("scale", scale)
-    ratio_lo, ratio_hi = _check_range("ratio", ratio)
-    area = width * height
-    log_lo, log_hi = math.log(ratio_lo), math.log(ratio_hi)
-    for _ in range(10):
-        target_area = area * rng.uniform(scale_lo, scale_hi)
-        aspect = math.exp(rng.uniform(log_lo, log_hi))
-        w = int(round(math.sqrt(target_area * aspect)))
-        h = int(round(math.sqrt(target_area / aspect)))
-        if 0 < w <= width and 0 < h <= height:
-            top = int(rng.integers(0, height - h + 1))
-            left = int(rng.integers(0, width - w + 1))
-            return left, top, w, h
-    in_ratio = width / height
-    if in_ratio < ratio_lo:
-        w, h = width, max(1, int(round(width / ratio_lo)))
-    elif in_ratio > ratio_hi:
-        w, h = max(1, int(round(height * ratio_hi))), height
-    else:
-        w, h = width, height
-    return (width - w) // 2, (height - h) // 2, w, h
-
-
-def _eval_box(width: int, height: int, size: int, resize: int) -> tuple[float, float, float, float]:
-    """The region of the original image that ``Resize(resize)`` + ``CenterCrop(size)`` keeps.
-
-    torchvision resizes the short side to ``resize`` and the long side to
-    ``int(resize * long / short)``, then crops at ``round((new - size) / 2)``. Resizing this box
-    straight to ``size x size`` uses the same per-axis scale and the same source pixels, so it
-    equals resize-then-crop up to rounding (8-bit intermediates, the box snapped to whole pixels).
-    """
-    if width <= height:
-        new_w, new_h = resize, int(resize * height / width)
-    else:
-        new_w, new_h = int(resize * width / height), resize
-    left = int(round((new_w - size) / 2.0))
-    top = int(round((new_h - size) / 2.0))
-    sx, sy = width / new_w, height / new_h
-    return left * sx, top * sy, (left + size) * sx, (top + size) * sy
 
 
 # --------------------------------------------------------------------------- decoding
 #: Images with more pixels than this are refused before any pixel is decoded (Pillow's own default
 #: limit, made explicit so it holds whatever ``PIL.Image.MAX_IMAGE_PIXELS`` a process sets).
 MAX_PIXELS = 89_478_485
+
+
+def _check_pixels(width: int, height: int) -> None:
+    """Refuse images above :data:`MAX_PIXELS`, or above twice a lower ``PIL.Image.MAX_IMAGE_PIXELS``
+    (``Image.open``'s own check, repeated so the region decoder, which skips ``Image.open``, refuses
+    exactly what the Pillow path refuses)."""
+    pixels = width * height
+    pillow_limit = Image.MAX_IMAGE_PIXELS
+    if pixels > MAX_PIXELS or (pillow_limit is not None and pixels > 2 * pillow_limit):
+        limit = MAX_PIXELS if pillow_limit is None else min(MAX_PIXELS, 2 * pillow_limit)
+        raise Image.DecompressionBombError(
+            f"image of {width}x{height} = {pixels:,} pixels exceeds the limit of {limit:,}")
 
 
 def _open(data: ImageBytes) -> Image.Image:
@@ -138,10 +93,7 @@ def _open(data: ImageBytes) -> Image.Image:
     sample) for images above :data:`MAX_PIXELS`, whatever the decode path.
     """
     im = Image.open(io.BytesIO(data))
-    width, height = im.size
-    if width * height > MAX_PIXELS:
-        raise Image.DecompressionBombError(
-            f"image of {width}x{height} = {width * height:,} pixels exceeds the limit of {MAX_PIXELS:,}")
+    _check_pixels(*im.size)
     return im
 
 
@@ -153,29 +105,14 @@ def _draft(im: Image.Image, box_w: float, box_h: float, out_w: int, out_h: int) 
     ``(W // s, H // s)`` yields exactly ``s`` (it lies in ``[s, 2s)``); the image then has
     ``ceil(W / s) x ceil(H / s)`` pixels and original coordinate ``x`` maps to ``x / s``.
     """
-    for s in _DRAFT_SCALES:
-        if box_w >= out_w * s and box_h >= out_h * s:
-            width, height = im.size
-            result = im.draft("RGB", (width // s, height // s))
-            if result is None:  # not a JPEG (or a multi-tile one): full decode
-                return 1.0
-            return width / result[1][2]
-    return 1.0
-
-
-def _snap_box(box: tuple[float, float, float, float], scale: float, size: tuple[int, int]) -> tuple[int, int, int, int]:
-    """Map an original-coordinate box into the decoded image (``/ scale``) and round it to whole pixels.
-
-    Whole pixels let the crop be a plain slice; rounding moves each edge by at most half a decoded
-    pixel (``scale / 2`` original pixels), far below what training or evaluation can notice. At
-    ``scale == 1`` train boxes are already integers and are unchanged.
-    """
-    width, height = size
-    x0 = min(max(int(round(box[0] / scale)), 0), width - 1)
-    y0 = min(max(int(round(box[1] / scale)), 0), height - 1)
-    x1 = min(max(int(round(box[2] / scale)), x0 + 1), width)
-    y1 = min(max(int(round(box[3] / scale)), y0 + 1), height)
-    return x0, y0, x1, y1
+    s = draft_scale(box_w, box_h, out_w, out_h)
+    if s == 1:
+        return 1.0
+    width, height = im.size
+    result = im.draft("RGB", (width // s, height // s))
+    if result is None:  # not a JPEG (or a multi-tile one): full decode
+        return 1.0
+    return width / result[1][2]
 
 
 def _torch_resize_is_fast() -> bool:
@@ -193,27 +130,65 @@ def _crop_resize(
     """Crop ``box`` from the loaded ``im``, resize it to ``out x out`` (bilinear, antialiased) and flip.
 
     Returns a contiguous uint8 ``[3, out, out]`` tensor. Both backends compute the same filter
-    (torch's ``antialias=True`` bilinear is Pillow's; outputs agree within a few levels); the torch
-    one only reads the box, Pillow's also reads the pixels just outside it.
+    (torch's ``antialias=True`` bilinear is Pillow's; outputs agree within a few levels) on the crop's
+    pixels only, exactly as :func:`_resize_rgbx` does on a region-decoded crop.
     """
     if use_torch is None:
         use_torch = _USE_TORCH_RESIZE
+    region = im.crop(box)
     if use_torch:
-        region = im.crop(box)
         if region.mode != "RGB":
             region = region.convert("RGB")
         # Pillow keeps RGB as 4 bytes per pixel: "RGBX" is a plain row copy, and the kernel's native
         # 4-channel layout; a bytearray is writable, so torch can share it without a copy.
-        raw = bytearray(region.tobytes("raw", "RGBX"))
-        x = torch.frombuffer(raw, dtype=torch.uint8).view(region.height, region.width, 4)
-        x = x.permute(2, 0, 1).unsqueeze(0)  # [1, 4, h, w] channels_last view
-        if x.shape[-2:] != (out, out):
-            x = torch.nn.functional.interpolate(x, size=(out, out), mode="bilinear", antialias=True)
-        rgb = x[0, :3]
-        return rgb.flip(-1) if flip else rgb.contiguous()
-    if im.mode not in ("RGB", "L"):
-        im, box = im.crop(box).convert("RGB"), (0, 0, box[2] - box[0], box[3] - box[1])
-    return _to_chw(im.resize((out, out), _BILINEAR, box=box), flip)
+        return _resize_rgbx(bytearray(region.tobytes("raw", "RGBX")), region.size, out, flip, True)
+    if region.mode not in ("RGB", "L"):
+        region = region.convert("RGB")
+    return _to_chw(region.resize((out, out), _BILINEAR), flip)
+
+
+def _resize_rgbx(pixels: bytearray, size: tuple[int, int], out: int, flip: bool, use_torch: bool | None = None
+                 ) -> torch.Tensor:
+    """RGBX rows of ``size``, resized to ``out x out`` and flipped if asked: uint8 ``[3, out, out]``."""
+    if use_torch is None:
+        use_torch = _USE_TORCH_RESIZE
+    width, height = size
+    if not use_torch:
+        # "RGBX" maps the buffer without a copy; Pillow resizes each band alike, so the RGB bands come
+        # out as an "RGB" (or "L", replicated) crop's would.
+        region = Image.frombuffer("RGBX", size, pixels, "raw", "RGBX", 0, 1)
+        rgb = np.asarray(region.resize((out, out), _BILINEAR))[:, :, :3].transpose(2, 0, 1)
+        return torch.from_numpy(np.ascontiguousarray(rgb[:, :, ::-1] if flip else rgb))
+    x = torch.frombuffer(pixels, dtype=torch.uint8).view(height, width, 4)
+    x = x.permute(2, 0, 1).unsqueeze(0)  # [1, 4, h, w] channels_last view
+    if x.shape[-2:] != (out, out):
+        x = torch.nn.functional.interpolate(x, size=(out, out), mode="bilinear", antialias=True)
+    rgb = x[0, :3]
+    return rgb.flip(-1) if flip else rgb.contiguous()
+
+
+def _decode_crop(data: ImageBytes, plan: Callable[[int, int], tuple[Box, bool]], out: int) -> torch.Tensor:
+    """Decode the box ``plan(width, height)`` picks (original coordinates, plus a flip), resized to ``out``.
+
+    The region decoder runs when it takes the image; otherwise, or when it declines mid-way (corrupt
+    data), Pillow decodes the same box at the same scale. ``plan`` runs once either way (it may draw
+    from a generator), after the pixel limit is checked.
+    """
+    size = jpeg_region.header(data)
+    if size is not None:
+        _check_pixels(*size)
+        box, flip = plan(*size)
+        s = draft_scale(box[2] - box[0], box[3] - box[1], out, out)
+        snapped = _snap_box(box, s, (-(-size[0] // s), -(-size[1] // s)))
+        pixels = jpeg_region.decode(data, s, snapped)
+        if pixels is not None:
+            return _resize_rgbx(pixels, (snapped[2] - snapped[0], snapped[3] - snapped[1]), out, flip)
+    im = _open(data)
+    if size is None:
+        box, flip = plan(*im.size)
+    scale = _draft(im, box[2] - box[0], box[3] - box[1], out, out)
+    im.load()
+    return _crop_resize(im, _snap_box(box, scale, im.size), out, flip)
 
 
 def _load_rgb_or_l(im: Image.Image) -> Image.Image:
@@ -284,14 +259,12 @@ class TrainTransform(BytesTransform):
     def __call__(self, data: ImageBytes, rng: np.random.Generator | None = None) -> torch.Tensor:
         if rng is None:
             raise ConfigError("TrainTransform needs a per-sample np.random.Generator, got None")
-        im = _open(data)
-        width, height = im.size
-        left, top, crop_w, crop_h = random_resized_crop_params(width, height, rng, self.scale, self.ratio)
-        flip = self.flip and rng.random() < 0.5
-        scale = _draft(im, crop_w, crop_h, self.size, self.size)
-        im.load()
-        box = _snap_box((left, top, left + crop_w, top + crop_h), scale, im.size)
-        return _crop_resize(im, box, self.size, flip)
+
+        def plan(width: int, height: int) -> tuple[Box, bool]:
+            left, top, crop_w, crop_h = random_resized_crop_params(width, height, rng, self.scale, self.ratio)
+            return (left, top, left + crop_w, top + crop_h), self.flip and rng.random() < 0.5
+
+        return _decode_crop(data, plan, self.size)
 
 
 class EvalTransform(BytesTransform):
@@ -308,12 +281,7 @@ class EvalTransform(BytesTransform):
             raise ConfigError(f"resize ({resize}) must be >= the crop size ({size})")
 
     def __call__(self, data: ImageBytes, rng: np.random.Generator | None = None) -> torch.Tensor:
-        im = _open(data)
-        width, height = im.size
-        x0, y0, x1, y1 = _eval_box(width, height, self.size, self.resize)
-        scale = _draft(im, x1 - x0, y1 - y0, self.size, self.size)
-        im.load()
-        return _crop_resize(im, _snap_box((x0, y0, x1, y1), scale, im.size), self.size, False)
+        return _decode_crop(data, lambda w, h: (_eval_box(w, h, self.size, self.resize), False), self.size)
 
 
 class PILTransform(BytesTransform):
