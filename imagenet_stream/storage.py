@@ -10,19 +10,20 @@ logged: every message built from a storage error goes through :mod:`imagenet_str
 """
 from __future__ import annotations
 
+import contextlib
 import errno
 import logging
 import os
 import random
 import time
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, BinaryIO, TypeVar
 
 from fsspec.core import url_to_fs
 
-from .errors import ConfigError, StorageError
+from .errors import ConfigError, ImageNetStreamError, StorageError
 from .redaction import Redactor, describe, redact_url
 
 log = logging.getLogger(__name__)
@@ -125,6 +126,26 @@ def with_retries(fn: Callable[[], T], what: str, policy: RetryPolicy = QUICK_RET
     raise AssertionError("unreachable")
 
 
+_STORAGE_MODULES = ("aiohttp", "botocore", "aiobotocore", "s3fs", "gcsfs", "adlfs", "fsspec", "requests", "urllib3")
+
+
+def _is_storage_error(exc: BaseException) -> bool:
+    """An error from the storage stack (never one raised by the caller's own code inside a block)."""
+    return isinstance(exc, OSError) or type(exc).__module__.split(".")[0] in _STORAGE_MODULES
+
+
+def _abandon(f: Any) -> None:
+    """Drop a file being written without publishing it (aborts an S3 multipart upload)."""
+    discard = getattr(f, "discard", None)
+    try:
+        if callable(discard):
+            discard()
+        else:
+            f.close()
+    except Exception:  # noqa: BLE001 - best effort: the upload is being abandoned anyway
+        pass
+
+
 def _fsync_dir(path: str) -> None:
     """Make a rename in ``path`` durable (best effort where directories cannot be opened)."""
     try:
@@ -196,7 +217,9 @@ class Store:
 
     # -- reading --------------------------------------------------------------------------
     def exists(self, name: str) -> bool:
-        return self._retry(lambda: self.fs.exists(self.path(name)), f"exists {self.url_of(name)}")
+        path = self.path(name)
+        self.fs.invalidate_cache(path)
+        return self._retry(lambda: self.fs.exists(path), f"exists {self.url_of(name)}")
 
     def size(self, name: str) -> int:
         return int(self._retry(lambda: self.fs.size(self.path(name)), f"size {self.url_of(name)}"))
@@ -211,8 +234,34 @@ class Store:
         """An fsspec file object (streaming read or write, not atomic)."""
         return self._retry(lambda: self.fs.open(self.path(name), mode, **kwargs), f"open {self.url_of(name)}")
 
+    def entries(self, sub: str = "") -> list[tuple[str, int, bool]]:
+        """``(name, size, is_folder)`` of what lies directly under ``sub`` (the root by default), sorted.
+
+        A missing folder gives ``[]``. Object stores have no folders, only common prefixes, which
+        come back as folders of size 0.
+        """
+        path = self.path(sub.strip("/")) if sub else self.root
+        self.fs.invalidate_cache(path)  # other processes write here: a cached listing would be stale
+        try:
+            found = self._retry(lambda: self.fs.ls(path, detail=True), f"list {self.url_of(sub)}")
+        except FileNotFoundError:
+            return []
+        out = []
+        for entry in found:
+            name = str(entry["name"]).rstrip("/").rsplit("/", 1)[-1]
+            if not name or str(entry["name"]).rstrip("/") == path.rstrip("/"):
+                continue
+            is_dir = entry.get("type") == "directory"
+            out.append((name, int(entry.get("size") or 0), is_dir))
+        return sorted(out)
+
+    def is_folder(self, sub: str = "") -> bool:
+        path = self.path(sub.strip("/")) if sub else self.root
+        return bool(self._retry(lambda: self.fs.isdir(path), f"isdir {self.url_of(sub)}"))
+
     def list(self, prefix: str = "") -> list[str]:
         """Names of the objects directly under the root that start with ``prefix`` (sorted)."""
+        self.fs.invalidate_cache(self.root)
         try:
             entries = self._retry(lambda: self.fs.ls(self.root, detail=False), f"list {self.display_url}")
         except FileNotFoundError:
@@ -227,6 +276,13 @@ class Store:
             self._retry(lambda: self.fs.makedirs(self.root, exist_ok=True), f"mkdir {self.display_url}")
 
     def _temp_name(self, name: str) -> str:
+        """A temporary name next to ``name``, whose folder (on file systems) is created first."""
+        if not self.is_object_store:
+            parent = self.path(name.rsplit("/", 1)[0]) if "/" in name else self.root
+            if self.is_local:
+                os.makedirs(parent, exist_ok=True)
+            else:
+                self._retry(lambda: self.fs.makedirs(parent, exist_ok=True), f"mkdir {self.url_of(name)}")
         return f"{name}.tmp-{uuid.uuid4().hex[:12]}"
 
     def write_atomic(self, name: str, data: bytes) -> None:
@@ -248,6 +304,40 @@ class Store:
         except BaseException:
             self._discard(tmp)
             raise
+
+    @contextlib.contextmanager
+    def open_atomic(self, name: str) -> Iterator[BinaryIO]:
+        """A file to stream ``name``'s bytes into; ``name`` appears only when the block ends cleanly.
+
+        Local files: a temp name, fsync'd, renamed. Object stores: the upload itself (a multipart
+        upload becomes visible only when completed; aborted on error). Others: temp name + rename.
+        Storage errors come out as StorageError with redacted text.
+        """
+        what = f"write {self.url_of(name)}"
+        if self.is_object_store:
+            target, tmp = self.path(name), None
+        else:
+            tmp = self._temp_name(name)
+            target = self.path(tmp)
+        f = open(target, "wb") if self.is_local else self._retry(lambda: self.fs.open(target, "wb"), what)
+        failure: str | None = None
+        try:
+            yield f
+            if self.is_local:
+                f.flush()
+                os.fsync(f.fileno())
+            f.close()
+            if tmp is not None:
+                self._commit(tmp, name)
+        except BaseException as exc:
+            _abandon(f)
+            if tmp is not None:
+                self._discard(tmp)
+            if isinstance(exc, ImageNetStreamError) or not _is_storage_error(exc):
+                raise
+            failure = f"{what}: {self._redact.describe(exc)}"
+        if failure is not None:
+            raise StorageError(failure)
 
     def put_file_atomic(self, local_path: str | os.PathLike[str], name: str) -> None:
         """Upload a local file so that ``name`` appears only complete."""
@@ -286,6 +376,21 @@ class Store:
 
     def remove(self, name: str) -> None:
         self._retry(lambda: self.fs.rm_file(self.path(name)), f"remove {self.url_of(name)}")
+
+    def remove_if_exists(self, name: str) -> None:
+        try:
+            self.remove(name)
+        except FileNotFoundError:
+            pass
+
+    def remove_tree(self, name: str) -> None:
+        """Delete ``name`` and everything under it (absent: nothing happens)."""
+        path = self.path(name)
+        try:
+            if self._retry(lambda: self.fs.exists(path), f"exists {self.url_of(name)}"):
+                self._retry(lambda: self.fs.rm(path, recursive=True), f"remove {self.url_of(name)}")
+        except FileNotFoundError:
+            pass
 
 
 def expand_urls(pattern: str) -> list[str]:

@@ -10,7 +10,7 @@ from types import ModuleType
 import pytest
 
 from imagenet_stream.sharding.demo_tree import make_demo_tree
-from imagenet_stream.sharding.pipeline import ShardOptions, shard
+from imagenet_stream.sharding.coordinator import ShardOptions, shard
 from support.httpserver import serve
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "finetune_hosted.py"

@@ -18,7 +18,7 @@ def test_top_level_exports_resolve() -> None:
 
 def test_import_is_light() -> None:
     """The sharder imports the package: importing it must not pull in torch."""
-    code = "import sys, imagenet_stream, imagenet_stream.sharding.pipeline; print('torch' in sys.modules)"
+    code = "import sys, imagenet_stream, imagenet_stream.sharding.coordinator; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
 

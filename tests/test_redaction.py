@@ -80,7 +80,7 @@ def test_a_503_with_a_bearer_token_never_shows_it(small_ds, httpserver, caplog) 
 
 
 def test_s3_secrets_stay_out_of_errors_logs_and_the_report(s3_endpoint, s3_bucket, tmp_path, caplog) -> None:
-    from imagenet_stream.sharding.pipeline import ShardOptions, shard
+    from imagenet_stream.sharding.coordinator import ShardOptions, shard
     from imagenet_stream.synthetic import make_jpeg
 
     options = {"key": KEY_ID, "secret": SECRET, "client_kwargs": {"endpoint_url": s3_endpoint},

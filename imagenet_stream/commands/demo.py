@@ -14,7 +14,7 @@ from pathlib import Path
 
 from ..errors import ImageNetStreamError
 from ..sharding.demo_tree import DEMO_CLASSES, DemoTree, make_demo_tree
-from ..sharding.pipeline import NothingKeptError, ShardOptions, ShardResult, shard
+from ..sharding.coordinator import NothingKeptError, ShardOptions, ShardResult, shard
 from ..sharding.report import format_report
 from ._common import fail
 from ._streaming import stream_epoch
@@ -60,7 +60,7 @@ def shard_tree(args: argparse.Namespace, tree: DemoTree) -> ShardResult:
 
 def print_report(result: ShardResult) -> None:
     """Step 3: the sharding report."""
-    print(format_report(result.report))
+    print(format_report(result.report, result.seconds))
     m = result.manifest
     print(f"    manifest: {m.num_samples} samples, {len(m.shards)} shards, class space {m.classes.space}")
 

@@ -7,7 +7,8 @@ import sys
 from typing import Any
 
 from ..errors import ImageNetStreamError
-from ..sharding.pipeline import NothingKeptError, ShardOptions, ShardResult, shard
+from ..sharding.backends import BACKENDS
+from ..sharding.coordinator import NothingKeptError, ShardOptions, ShardResult, shard, status
 from ..sharding.report import format_report
 from ..sharding.verify import DEFAULT_MAX_IMAGE_BYTES
 from ._common import STORAGE_OPTIONS_HELP, fail, parse_storage_options
@@ -38,7 +39,23 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-shard-bytes", type=_size, default=1 << 30, metavar="SIZE",
                    help="bytes per shard, e.g. 512M (default 1G)")
     p.add_argument("--workers", type=int, default=os.cpu_count() or 1,
-                   help="verify processes (default: CPU count; 0 or 1 verifies in this process)")
+                   help="shard worker processes (default: CPU count; 0 or 1 shards in this process); with "
+                        "--backend ray, the CPUs of a local Ray instance it starts")
+    p.add_argument("--backend", choices=BACKENDS, default="local",
+                   help="where shard tasks run: local (a process pool, default) or ray (a Ray cluster: pip "
+                        "install 'imagenet-stream[ray]')")
+    p.add_argument("--ray-address", metavar="ADDRESS",
+                   help="Ray cluster to join (default: $RAY_ADDRESS, else start a local instance)")
+    p.add_argument("--source-storage-options", metavar="JSON|@FILE",
+                   help="fsspec storage options for s3:// or https:// sources (default: --storage-options)")
+    p.add_argument("--staging", metavar="URL",
+                   help="where compressed tars (.tar.gz) are staged uncompressed, one inner tar per object "
+                        "(default: OUT/.imagenet-stream/staging); about the dataset's size until the run ends")
+    p.add_argument("--keep-staging", action="store_true", help="keep the staged inner tars after the run")
+    p.add_argument("--io-threads", type=int, default=8, metavar="N",
+                   help="concurrent source reads per shard task (default 8; raise it for object storage)")
+    p.add_argument("--index-threads", type=int, default=8, metavar="N",
+                   help="inner tars indexed at once when listing a remote tar (default 8)")
     p.add_argument("--min-size", type=int, default=8, help="reject images narrower or shorter (default 8 px)")
     p.add_argument("--max-image-bytes", type=_size, default=DEFAULT_MAX_IMAGE_BYTES, metavar="SIZE",
                    help="reject source files larger than this, unread (default 64M): a tar member claiming "
@@ -53,19 +70,23 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--version", dest="dataset_version", metavar="VERSION", default="1",
                    help="dataset version (default 1)")
     p.add_argument("--prefix", default="train", help="shard name prefix: PREFIX-NNNNNN.tar (default train)")
-    p.add_argument("--tmp-dir", help="local scratch space for shards in progress and the stream spool "
-                                     "(default: the system temp dir)")
-    p.add_argument("--overwrite", action="store_true", help="replace a dataset already at --out")
+    p.add_argument("--tmp-dir", help="local scratch space: the listing's names and the duplicate buckets, about "
+                                     "70 bytes per image (default: the system temp dir)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace a dataset or an unfinished run of other sources/options at --out")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("shard", help=HELP, description=HELP)
-    p.add_argument("sources", nargs="+", metavar="SOURCE",
+    p.add_argument("sources", nargs="*", metavar="SOURCE",
                    help="a folder tree (ROOT/<wnid>/*.JPEG), a tar of per-synset tars (.tar, .tar.gz), "
-                        "a flat val folder (with --labels) or a CSV/JSONL list of path,wnid")
+                        "a flat val folder (with --labels) or a CSV/JSONL list of path,wnid; a path or a "
+                        "URL (s3://, https://...)")
     p.add_argument("--out", required=True, metavar="URL",
-                   help="dataset root: a path, file://, s3://, memory://")
+                   help="dataset root: a path, file://, s3://, memory://. Re-running the same command on "
+                        "the same --out after a crash resumes it")
+    p.add_argument("--status", action="store_true", help="say how far the run at --out got, and exit")
     p.add_argument("--labels", metavar="FILE", help="labels of a flat val folder (one wnid per line in sorted "
                                                     "file-name order, or filename,wnid rows)")
     add_arguments(p)
@@ -73,39 +94,74 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def options_from_args(args: argparse.Namespace, out: str) -> ShardOptions:
+    source_options = getattr(args, "source_storage_options", None)
     return ShardOptions(
-        out=out, storage_options=parse_storage_options(args.storage_options), classes=args.classes,
-        seed=args.seed, shard_size=args.shard_size, max_shard_bytes=args.max_shard_bytes,
-        workers=args.workers, min_size=args.min_size, max_image_bytes=args.max_image_bytes,
-        resize_short_side=args.resize_short_side,
-        quality=args.quality, full_decode=args.full_decode, name=args.name,
-        version=args.dataset_version, prefix=args.prefix, tmp_dir=args.tmp_dir, overwrite=args.overwrite,
+        out=out, storage_options=parse_storage_options(args.storage_options),
+        source_storage_options=parse_storage_options(source_options, env={}) if source_options else None,
+        classes=args.classes, seed=args.seed, shard_size=args.shard_size, max_shard_bytes=args.max_shard_bytes,
+        workers=args.workers, backend=args.backend, ray_address=args.ray_address, min_size=args.min_size,
+        max_image_bytes=args.max_image_bytes, resize_short_side=args.resize_short_side, quality=args.quality,
+        full_decode=args.full_decode, name=args.name, version=args.dataset_version, prefix=args.prefix,
+        tmp_dir=args.tmp_dir, staging=args.staging, keep_staging=args.keep_staging, overwrite=args.overwrite,
+        io_threads=args.io_threads, index_threads=args.index_threads,
     )
 
 
 def progress_factory(disabled: bool) -> Any:
-    """A ``ProgressFactory`` over tqdm (or None when disabled)."""
+    """A ``ProgressFactory`` over tqdm (or None when disabled): ``index`` counts listed images (total
+    unknown), ``shard`` verified images over the planned total, with shards done in its postfix."""
     if disabled:
         return None
     from tqdm import tqdm
 
-    return lambda total: tqdm(total=total, desc="verify", unit="img", dynamic_ncols=True, file=sys.stderr)
+    def make(what: str, total: int | None, initial: int) -> Any:
+        desc, unit = ("index", "img") if what == "index" else ("shard", "img")
+        return tqdm(total=total, initial=initial, desc=desc, unit=unit, dynamic_ncols=True, file=sys.stderr,
+                    smoothing=0.05)
+    return make
 
 
 def shard_and_report(specs: list[str], args: argparse.Namespace, out: str) -> ShardResult | int:
-    """Run the pipeline, print the report; the result, or an exit code on failure."""
+    """Run the sharder, print the report; the result, or an exit code on failure."""
     try:
         result = shard(specs, options_from_args(args, out), labels=getattr(args, "labels", None),
                        progress=progress_factory(args.no_progress))
     except NothingKeptError as exc:
         print(format_report(exc.report))
         return fail(str(exc), 1)
+    except KeyboardInterrupt:
+        return fail(f"interrupted; the shards committed so far are kept: re-run the same command to resume", 130)
     except (ImageNetStreamError, OSError) as exc:
         return fail(str(exc))
-    print(format_report(result.report))
+    if result.already_complete:
+        print(f"{out} is already complete (the same command finished earlier): nothing to do")
+    elif result.resumed_shards:
+        print(f"resumed: {result.resumed_shards} shard(s) were done already and kept as they are")
+    print(format_report(result.report, None if result.already_complete else result.seconds))
     return result
 
 
+def print_status(args: argparse.Namespace) -> int:
+    try:
+        info = status(args.out, parse_storage_options(args.storage_options))
+    except (ImageNetStreamError, OSError) as exc:
+        return fail(str(exc))
+    if info["state"] == "complete":
+        print(f"{info['out']}: complete, {info['samples']} samples in {info['shards']} shards "
+              f"({info['excluded']} excluded)")
+    elif info["state"] == "empty":
+        print(f"{info['out']}: no sharding run here")
+    else:
+        listed = "listed" if info["listed"] else "listing not finished"
+        print(f"{info['out']}: running since {info['started']}: {listed}, plan {info['plan'] or '-'}, "
+              f"{info['shards_done']}/{info['shards']} shards done ({info['records']} images planned)")
+    return 0
+
+
 def run(args: argparse.Namespace) -> int:
+    if args.status:
+        return print_status(args)
+    if not args.sources:
+        return fail("give at least one SOURCE (or --status)")
     result = shard_and_report(list(args.sources), args, args.out)
     return result if isinstance(result, int) else 0

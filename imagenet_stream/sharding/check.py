@@ -17,6 +17,7 @@ import numpy as np
 from ..errors import ManifestError, ShardIntegrityError
 from ..shards import (CLASS_EXT, IMAGE_EXT, MANIFEST_NAME, META_EXT, Manifest, ShardEntry, SideIndex, TarWalker,
                       decode_label, decode_meta, split_member)
+from ..shards.overlay import load_exclusions
 from ..shards.writer import BLOCK
 from ..storage import Store
 
@@ -154,13 +155,20 @@ def _check_sample(manifest: Manifest, side: SideIndex, i: int, key: str,
 
 
 def check_labels(store: Store, manifest: Manifest, labels: list[np.ndarray]) -> list[str]:
-    """``labels.bin`` and the class counts against the side-index labels (in shard order)."""
+    """``labels.bin``, the exclusion overlay and the class counts against the side-index labels."""
     problems: list[str] = []
     every = np.concatenate(labels).astype(np.int64) if labels else np.zeros(0, dtype=np.int64)
+    try:
+        excluded = load_exclusions(store, manifest)
+    except ManifestError as exc:
+        problems.append(str(exc))
+        excluded = np.zeros(0, dtype=np.int64)
     if len(every) == manifest.num_samples and manifest.num_samples:
-        counts = np.bincount(every, minlength=manifest.classes.num_classes)
+        keep = np.ones(len(every), dtype=bool)
+        keep[excluded] = False
+        counts = np.bincount(every[keep], minlength=manifest.classes.num_classes)
         if tuple(int(c) for c in counts) != manifest.class_counts:
-            problems.append(f"{MANIFEST_NAME}: class_counts differ from the labels in the shards")
+            problems.append(f"{MANIFEST_NAME}: class_counts differ from the labels of the samples not excluded")
     entry = manifest.labels
     if entry is None:
         return problems

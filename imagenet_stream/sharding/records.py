@@ -20,9 +20,9 @@ REJECT_REASONS = (
 
 @dataclass(frozen=True)
 class SourceRecord:
-    """One image as a source yields it: bytes in hand (streamed tars) or a local path to load (folders)."""
+    """One image to verify: its bytes in hand, or a local path to load; ``size`` when known unread."""
 
-    source: str                  # original path or id, e.g. "ILSVRC2012_img_train.tar/n01440764.tar/n01440764_10026.JPEG"
+    source: str                  # where it came from, e.g. "ILSVRC2012_img_train.tar/n01440764.tar/n01440764_10026.JPEG"
     wnid: str
     key: str                     # shards.key_from_source(source) unless the source knows better
     data: bytes | None = None
@@ -50,6 +50,17 @@ class SourceRecord:
             if len(data) > max_bytes:
                 raise TooLarge(len(data), max_bytes)
             return data
+
+
+@dataclass(frozen=True)
+class FailedRecord(SourceRecord):
+    """A record whose bytes could not be read (an I/O error, a damaged inner tar): ``load()``
+    raises OSError with ``error``, so verify counts it as ``unreadable_file`` with the reason."""
+
+    error: str = ""
+
+    def load(self, max_bytes: int | None = None) -> bytes:
+        raise OSError(self.error)
 
 
 class TooLarge(Exception):

@@ -2,8 +2,9 @@
 
 See docs/FORMAT.md for the format in prose.
 """
-from .manifest import ClassesInfo, LabelsEntry, Manifest, ShardEntry, wnids_sha256
-from .names import (CLASS_EXT, FORMAT_VERSION, IMAGE_EXT, INDEX_SUFFIX, LABELS_NAME, MANIFEST_NAME, META_EXT,
+from .manifest import ClassesInfo, ExclusionsEntry, LabelsEntry, Manifest, ShardEntry, wnids_sha256
+from .names import (CLASS_EXT, EXCLUSIONS_NAME, FORMAT_VERSION, IMAGE_EXT, INDEX_SUFFIX, LABELS_NAME, MANIFEST_NAME,
+                    META_EXT, READABLE_FORMATS, WORK_NAME,
                     REPORT_NAME, SHARD_SUFFIX, dedupe_key, index_name, is_valid_key, key_from_source, shard_name,
                     split_member)
 from .sample import REQUIRED_META, Sample, decode_label, decode_meta, encode_label, encode_meta
@@ -12,8 +13,8 @@ from .tarwalk import TarDamaged, TarMember, TarWalker, group_samples, iter_sampl
 from .writer import ShardWriter, WrittenShard
 
 __all__ = [
-    "ClassesInfo", "LabelsEntry", "Manifest", "ShardEntry", "wnids_sha256",
-    "CLASS_EXT", "FORMAT_VERSION", "IMAGE_EXT", "INDEX_SUFFIX", "LABELS_NAME", "MANIFEST_NAME", "META_EXT",
+    "ClassesInfo", "ExclusionsEntry", "LabelsEntry", "Manifest", "ShardEntry", "wnids_sha256",
+    "CLASS_EXT", "EXCLUSIONS_NAME", "FORMAT_VERSION", "READABLE_FORMATS", "WORK_NAME", "IMAGE_EXT", "INDEX_SUFFIX", "LABELS_NAME", "MANIFEST_NAME", "META_EXT",
     "REPORT_NAME", "SHARD_SUFFIX", "dedupe_key", "index_name", "is_valid_key", "key_from_source", "shard_name",
     "split_member", "TarDamaged", "TarMember", "TarWalker", "group_samples", "iter_samples",
     "REQUIRED_META", "Sample", "decode_label", "decode_meta", "encode_label", "encode_meta",

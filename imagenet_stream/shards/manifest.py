@@ -13,7 +13,8 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol
 
 from ..errors import ManifestError
-from .names import FORMAT_VERSION, LABELS_NAME, MANIFEST_NAME, check_shard_name, index_name
+from .names import (EXCLUSIONS_NAME, FORMAT_VERSION, LABELS_NAME, MANIFEST_NAME, READABLE_FORMATS, check_shard_name,
+                    index_name)
 
 
 class _Readable(Protocol):
@@ -97,6 +98,34 @@ class LabelsEntry:
 
 
 @dataclass(frozen=True)
+class ExclusionsEntry:
+    """``exclusions.bin``: sorted, unique global sample ids readers must never yield (format 2).
+
+    Samples stay in their shards (shards are never rewritten); a new dataset version over the same
+    shards is a new ``index.json`` with a larger overlay. ``reasons`` counts the ids per reason
+    (``duplicate``, later ``opt_out``, ``takedown``, ...).
+    """
+
+    name: str
+    dtype: str                 # "<u4" (fewer than 2**32 samples) or "<u8"
+    count: int
+    bytes: int
+    sha256: str
+    reasons: dict[str, int] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.name != EXCLUSIONS_NAME:
+            raise ManifestError(f"manifest exclusions: name must be {EXCLUSIONS_NAME!r}, got {self.name!r}")
+        if self.dtype not in ("<u4", "<u8"):
+            raise ManifestError(f"manifest exclusions: dtype must be '<u4' or '<u8', got {self.dtype!r}")
+        _check_file_fields(self.name, self.bytes, self.sha256, self.count)
+        if self.bytes != self.count * int(self.dtype[-1]):
+            raise ManifestError(f"manifest exclusions: {self.count} ids of {self.dtype} cannot take {self.bytes} bytes")
+        if not isinstance(self.reasons, dict) or sum(int(v) for v in self.reasons.values()) != self.count:
+            raise ManifestError(f"manifest exclusions: reasons {self.reasons!r} do not add up to {self.count}")
+
+
+@dataclass(frozen=True)
 class Manifest:
     name: str
     version: str
@@ -109,21 +138,34 @@ class Manifest:
     labels: LabelsEntry | None = None
     format_version: int = FORMAT_VERSION
     extra: dict[str, Any] = field(default_factory=dict)
+    exclusions: ExclusionsEntry | None = None
 
     def __post_init__(self) -> None:
-        if self.format_version != FORMAT_VERSION:
-            raise ManifestError(f"format_version {self.format_version!r} is not supported (want {FORMAT_VERSION})")
+        if self.format_version not in READABLE_FORMATS:
+            raise ManifestError(f"format_version {self.format_version!r} is not supported "
+                                f"(this reader knows {', '.join(map(str, READABLE_FORMATS))})")
+        if self.exclusions is not None and self.format_version < 2:
+            raise ManifestError("an exclusion overlay needs format_version 2")
         if len(self.class_counts) != self.classes.num_classes:
             raise ManifestError(f"class_counts has {len(self.class_counts)} entries for "
                                 f"{self.classes.num_classes} classes")
         total = sum(s.num_samples for s in self.shards)
         if total != self.num_samples:
             raise ManifestError(f"shards hold {total} samples but num_samples is {self.num_samples}")
-        if sum(self.class_counts) != self.num_samples:
-            raise ManifestError(f"class_counts sum to {sum(self.class_counts)}, num_samples is {self.num_samples}")
+        excluded = self.exclusions.count if self.exclusions is not None else 0
+        if excluded > self.num_samples:
+            raise ManifestError(f"{excluded} excluded samples of {self.num_samples}")
+        if sum(self.class_counts) != self.num_samples - excluded:
+            raise ManifestError(f"class_counts sum to {sum(self.class_counts)}, but {self.num_samples} samples minus "
+                                f"{excluded} excluded are {self.num_samples - excluded}")
         names = [s.name for s in self.shards]
         if len(set(names)) != len(names):
             raise ManifestError("duplicate shard names in manifest")
+
+    @property
+    def num_available(self) -> int:
+        """Samples a reader yields: those in the shards minus the excluded ones."""
+        return self.num_samples - (self.exclusions.count if self.exclusions is not None else 0)
 
     @property
     def sample_counts(self) -> list[int]:
@@ -141,7 +183,9 @@ class Manifest:
         doc["class_counts"] = list(self.class_counts)
         doc["shards"] = [asdict(s) for s in self.shards]
         order = ["format_version", "name", "version", "created", "tool", "num_samples", "classes",
-                 "class_counts", "labels", "shards", "extra"]
+                 "class_counts", "labels", "exclusions", "shards", "extra"]
+        if self.exclusions is None:
+            order.remove("exclusions")
         return json.dumps({k: doc[k] for k in order}, separators=(",", ":"))
 
     @classmethod
@@ -168,19 +212,21 @@ class Manifest:
             raise ManifestError(f"{where}: expected a JSON object")
         try:
             version = doc.get("format_version")
-            if version != FORMAT_VERSION:
-                raise ManifestError(f"{where}: format_version {version!r} is not supported (want {FORMAT_VERSION})")
+            if version not in READABLE_FORMATS:
+                raise ManifestError(f"{where}: format_version {version!r} is not supported (this reader knows "
+                                    f"{', '.join(map(str, READABLE_FORMATS))}); upgrade imagenet-stream")
             c = doc["classes"]
             classes = ClassesInfo(space=c["space"], wnids=tuple(c["wnids"]), sha256=c["sha256"])
             if c.get("num_classes", classes.num_classes) != classes.num_classes:
                 raise ManifestError(f"{where}: classes.num_classes disagrees with the wnid list")
             labels = LabelsEntry(**doc["labels"]) if doc.get("labels") else None
+            exclusions = ExclusionsEntry(**doc["exclusions"]) if doc.get("exclusions") else None
             return cls(
                 name=doc["name"], version=doc["version"], created=doc["created"], tool=doc["tool"],
                 classes=classes, num_samples=int(doc["num_samples"]),
                 class_counts=tuple(int(x) for x in doc["class_counts"]),
                 shards=tuple(ShardEntry(**s) for s in doc["shards"]),
-                labels=labels, format_version=version, extra=dict(doc.get("extra") or {}),
+                labels=labels, format_version=version, extra=dict(doc.get("extra") or {}), exclusions=exclusions,
             )
         except ManifestError:
             raise

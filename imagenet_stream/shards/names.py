@@ -5,10 +5,17 @@ import re
 
 from ..errors import ManifestError
 
-FORMAT_VERSION = 1
+#: ``index.json``'s format: 2 added the exclusion overlay; readers still accept every version listed.
+FORMAT_VERSION = 2
+READABLE_FORMATS = (1, 2)
+#: The side index's own format (unchanged since the first release).
+SIDE_INDEX_FORMAT = 1
 MANIFEST_NAME = "index.json"
 REPORT_NAME = "report.json"
 LABELS_NAME = "labels.bin"
+EXCLUSIONS_NAME = "exclusions.bin"
+#: The sharder's work area under a dataset root (plan, listing, done-markers, staging by default).
+WORK_NAME = ".imagenet-stream"
 
 #: Tar member extensions of one sample (webdataset groups members by the key before the first dot).
 IMAGE_EXT = "jpg"

@@ -22,7 +22,7 @@ import msgpack
 import numpy as np
 
 from ..errors import ManifestError
-from .names import FORMAT_VERSION
+from .names import SIDE_INDEX_FORMAT
 
 
 @dataclass(frozen=True, eq=False)
@@ -69,7 +69,7 @@ class SideIndex:
 
     def to_bytes(self) -> bytes:
         return msgpack.packb({
-            "format_version": FORMAT_VERSION,
+            "format_version": SIDE_INDEX_FORMAT,
             "shard": self.shard,
             "keys": list(self.keys),
             "labels": self.labels.astype("<u4").tobytes(),
@@ -83,8 +83,8 @@ class SideIndex:
         try:
             raw = msgpack.unpackb(data, raw=False)
             version = raw["format_version"]
-            if version != FORMAT_VERSION:
-                raise ManifestError(f"{where}: format_version {version!r} is not supported (want {FORMAT_VERSION})")
+            if version != SIDE_INDEX_FORMAT:
+                raise ManifestError(f"{where}: format_version {version!r} is not supported (want {SIDE_INDEX_FORMAT})")
             return cls(
                 shard=str(raw["shard"]),
                 keys=tuple(raw["keys"]),

@@ -202,6 +202,14 @@ class TarWalker:
         self._data_left -= member.size
         return data
 
+    def data_reader(self, member: TarMember) -> BinaryIO:
+        """A reader of ``member``'s data (the one just yielded) in pieces, for copying it without
+        holding it: ``read(n)`` returns at most ``n`` bytes and ``b""`` at its end; TarDamaged when
+        the archive ends first."""
+        if member is not self._current or self._data_left != padded(member.size):
+            raise ValueError(f"{self.where}: data of {member.name!r} is no longer available")
+        return _MemberReader(self, member)  # type: ignore[return-value]
+
     def __iter__(self) -> Iterator[TarMember]:
         long_name: str | None = None
         pax: dict[str, str] = {}
@@ -273,6 +281,36 @@ class TarWalker:
         left, self._data_left = self._data_left, 0
         name = self._current.name if self._current is not None else "?"
         self._skip(left, f"the data of {name!r}")
+
+
+class _MemberReader(io.RawIOBase):
+    """Reads one member's data through its walker, which then skips only the padding."""
+
+    def __init__(self, walker: TarWalker, member: TarMember) -> None:
+        self._walker = walker
+        self._member = member
+        self._left = member.size
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, n: int = -1) -> bytes:
+        if self._left <= 0:
+            return b""
+        if n is None or n < 0 or n > self._left:
+            n = self._left
+        data = self._walker._read(n)
+        if not data:
+            raise TarDamaged(f"{self._walker.where}: archive ends inside the data of {self._member.name!r} "
+                             f"at byte {self._walker._pos:,}")
+        self._left -= len(data)
+        self._walker._data_left -= len(data)
+        return data
+
+    def readinto(self, buffer) -> int:  # type: ignore[override]
+        data = self.read(len(buffer))
+        buffer[:len(data)] = data
+        return len(data)
 
 
 def group_samples(members: Iterable[tuple[str, bytes]]) -> Iterator[tuple[str, dict[str, bytes]]]:

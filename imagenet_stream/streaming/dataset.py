@@ -21,6 +21,7 @@ from PIL import Image
 from torch.utils.data import IterableDataset, get_worker_info
 
 from imagenet_stream.errors import ConfigError, PlanError
+from imagenet_stream.shards.overlay import load_exclusions
 from imagenet_stream.storage import Store
 from imagenet_stream.streaming.cache import ShardCache
 from imagenet_stream.streaming.classes import resolve_classes, resolve_space
@@ -142,15 +143,27 @@ class ImageNetStream(IterableDataset):
         self._full_starts = np.concatenate([[0], np.cumsum(full_counts)]).astype(np.int64)
 
         subset = resolve_classes(classes, self._source.wnids)
+        excluded = (load_exclusions(self._store(), self._source.manifest) if self._source.manifest is not None
+                    else np.zeros(0, dtype=np.int64))
         self._remap: np.ndarray | None = None if subset is None else subset.remap
         self._selected: np.ndarray | None = None  # selected-space id -> in-shard index
-        if subset is None:
+        if subset is None and excluded.size == 0:
             self._counts = [int(c) for c in full_counts]
-            self.classes: list[str] | None = None if self._source.wnids is None else list(self._source.wnids)
         else:
-            per_shard = [subset.select(labels) for labels in self._shard_labels()]
-            self._counts = [len(s) for s in per_shard]
+            labels = self._shard_labels() if subset is not None else None
+            per_shard = []
+            for number, count in enumerate(full_counts.tolist()):
+                keep = subset.select(labels[number]) if labels is not None else np.arange(count, dtype=np.int64)
+                lo, hi = np.searchsorted(excluded, self._full_starts[number:number + 2])
+                if hi > lo:  # the overlay: excluded samples are never planned, so every rank stays equal
+                    keep = np.setdiff1d(keep, excluded[lo:hi] - self._full_starts[number], assume_unique=True)
+                per_shard.append(keep)
+            self._counts = [len(k) for k in per_shard]
             self._selected = np.concatenate(per_shard).astype(np.int64) if per_shard else np.zeros(0, np.int64)
+        self.classes: list[str] | None
+        if subset is None:
+            self.classes = None if self._source.wnids is None else list(self._source.wnids)
+        else:
             self.classes = list(subset.wnids)
         self.num_classes = len(self.classes) if self.classes is not None else self._source.num_classes
 

@@ -8,7 +8,8 @@ import pytest
 
 from imagenet_stream.errors import ManifestError
 from imagenet_stream.hierarchy import standard_space
-from imagenet_stream.shards import (ClassesInfo, LabelsEntry, Manifest, ShardEntry, index_name, shard_name,
+from imagenet_stream.shards import (EXCLUSIONS_NAME, ClassesInfo, ExclusionsEntry, LabelsEntry, Manifest, ShardEntry,
+                                    index_name, shard_name,
                                     wnids_sha256)
 
 WNIDS = ("n01440764", "n01443537", "n02084071")
@@ -45,7 +46,7 @@ def test_json_round_trip() -> None:
     (dict(num_samples=6, class_counts=(3, 0, 3)), "shards hold 5"),
     (dict(class_counts=(2, 0, 2)), "sum to 4"),
     (dict(shards=(entry(0, 3), entry(0, 2))), "duplicate shard"),
-    (dict(format_version=2), "not supported"),
+    (dict(format_version=3), "not supported"),
 ])
 def test_validation(kw: dict, match: str) -> None:
     with pytest.raises(ManifestError, match=match):
@@ -113,3 +114,31 @@ def test_a_traversal_manifest_is_refused_by_the_streamer(tmp_path) -> None:
     (tmp_path / "index.json").write_text(json.dumps(doc))
     with pytest.raises(ManifestError, match="not a shard name"):
         manifest_source(Store(str(tmp_path)))
+
+
+def exclusions(count: int, reasons: dict | None = None) -> ExclusionsEntry:
+    return ExclusionsEntry(EXCLUSIONS_NAME, "<u4", count, 4 * count, "ab" * 32, reasons or {"duplicate": count})
+
+
+def test_an_exclusion_overlay_round_trips_and_lowers_the_available_count() -> None:
+    m = manifest(class_counts=(1, 0, 3), exclusions=exclusions(1))
+    back = Manifest.from_json(m.to_json())
+    assert back == m and back.num_available == 4 and back.format_version == 2
+    assert json.loads(m.to_json())["exclusions"]["reasons"] == {"duplicate": 1}
+
+
+@pytest.mark.parametrize("make, match", [
+    (lambda: manifest(exclusions=exclusions(1)), "sum to 5"),          # counts not lowered
+    (lambda: manifest(class_counts=(1, 0, 3), exclusions=exclusions(1, {"x": 2})), "add up"),
+    (lambda: manifest(class_counts=(1, 0, 3), exclusions=exclusions(1), format_version=1), "format_version 2"),
+    (lambda: ExclusionsEntry("../x.bin", "<u4", 1, 4, "ab" * 32, {"duplicate": 1}), "name must be"),
+])
+def test_exclusion_overlay_validation(make, match) -> None:
+    with pytest.raises(ManifestError, match=match):
+        make()
+
+
+def test_format_1_manifests_still_load() -> None:
+    doc = json.loads(manifest().to_json())
+    doc["format_version"] = 1
+    assert Manifest.from_json(json.dumps(doc)).format_version == 1

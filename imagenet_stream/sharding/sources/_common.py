@@ -1,12 +1,14 @@
-"""Small rules every source shares: wnid and image-name checks, and the record of an unreadable member."""
+"""Small rules every source shares: wnid and image-name checks, naming, and how sources reach storage."""
 from __future__ import annotations
 
 import os
 import re
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
 
 from ...errors import SourceError
-from ..records import SourceRecord
+from ...storage import Store
 
 WNID_RE = re.compile(r"^n\d{8}$")
 
@@ -46,15 +48,36 @@ def check_wnid(wnid: str, where: str) -> str:
     return wnid
 
 
-@dataclass(frozen=True)
-class UnreadableRecord(SourceRecord):
-    """A record whose bytes could not be read from its source (e.g. a corrupt inner tar).
+def split_url(url: str) -> tuple[str, str]:
+    """``(parent, name)`` of a path or URL: ``s3://b/x/y.tar`` -> ``("s3://b/x", "y.tar")``."""
+    url = url.rstrip("/")
+    if "/" not in url:
+        return ".", url
+    parent, name = url.rsplit("/", 1)
+    if parent.endswith(":/") or parent.endswith(":"):  # "s3://bucket"
+        parent = url
+        name = ""
+    return parent or "/", name
 
-    Its ``load()`` raises OSError with ``error``, so verify counts it as ``unreadable_file``
-    instead of the images it held silently disappearing.
-    """
 
-    error: str = ""
+@dataclass
+class ListingContext:
+    """What sources need while listing: storage for their URLs, where to stage compressed tars,
+    how many inner tars to index at once, and a progress callback (records listed so far)."""
 
-    def load(self, max_bytes: int | None = None) -> bytes:
-        raise OSError(f"{self.source}: {self.error}")
+    storage_options: Mapping[str, Any] | None = None
+    staging: Store | None = None
+    index_threads: int = 1
+    on_records: Callable[[int], None] | None = None
+    _stores: dict[str, Store] = field(default_factory=dict)
+
+    def store(self, root: str) -> Store:
+        """A Store for ``root`` (one per root, reused)."""
+        found = self._stores.get(root)
+        if found is None:
+            found = self._stores[root] = Store(root, self.storage_options)
+        return found
+
+    def listed(self, n: int = 1) -> None:
+        if self.on_records is not None:
+            self.on_records(n)

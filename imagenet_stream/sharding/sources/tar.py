@@ -1,17 +1,25 @@
-"""Tar archives as ImageNet ships them, read as one forward stream (never extracted to disk).
+"""Tar archives as ImageNet ships them, indexed by their headers and then read by ranged reads.
 
-* A tar of per-synset tars: ``ILSVRC2012_img_train.tar``, ``fall11_whole.tar`` and the gzip form
-  ``winter21_whole.tar.gz`` (inner ``nXXXXXXXX.tar`` holding ``nXXXXXXXX_<n>.JPEG``). The wnid comes
-  from the inner tar's name; each inner tar is read in stream mode from the outer member's file object.
+* A tar of per-synset tars: ``ILSVRC2012_img_train.tar``, ``fall11_whole.tar`` (inner
+  ``nXXXXXXXX.tar`` holding ``nXXXXXXXX_<n>.JPEG``). The wnid comes from the inner tar's name.
 * A tar of synset folders (``train/nXXXXXXXX/*.JPEG``): the wnid is the image's parent folder.
-* A flat tar of images (``ILSVRC2012_img_val.tar``) with a label file. Its member names are listed
-  first (headers only; a seek per member for an uncompressed tar) to match the labels up front.
+* A flat tar of images (``ILSVRC2012_img_val.tar``) with a label file.
 * One per-synset tar on its own (``n01440764.tar``): the wnid is the tar's name.
 * A folder of per-synset tars (the train tar unpacked one level): :class:`SynsetTarFolderSource`.
 
-A corrupt inner tar does not stop the stream: the images read before the damage are yielded, then one
-:class:`UnreadableRecord` for the inner tar, which verify counts as ``unreadable_file``. Damage to the
-outer archive cannot be skipped in a forward stream and raises SourceError.
+**Uncompressed tars** (local, ``s3://``, ``https://``...) are *indexed*: one pass over the member
+headers (inner tars included, seeking over image data; no image byte is copied) lists every image
+as ``(tar, absolute byte offset, size)``; shard tasks later read exactly those ranges. Locally the
+pass seeks; on object storage it reads in large blocks, and ``index_threads`` inner tars are indexed
+at once. **Compressed tars** (``winter21_whole.tar.gz``, also bz2/xz) cannot be read at an offset,
+so one streaming pass decompresses them and *stages* each inner tar, uncompressed, to the
+``staging`` store (``--staging URL``, object storage is fine), indexing it on the way; other
+layouts are staged as one decompressed tar. Staging costs one full decompression and storage of
+about the dataset's size until the run is finalized; local scratch stays bounded either way.
+
+A damaged inner tar does not stop the run: the images before the damage are listed, plus one
+record that stands for the rest, which verify counts as ``unreadable_file`` with the reason.
+Damage to the outer archive (which hides everything after it) is an error.
 """
 from __future__ import annotations
 
@@ -19,36 +27,42 @@ import bz2
 import gzip
 import logging
 import lzma
-import os
-import tarfile
 import zlib
+from collections import deque
 from collections.abc import Iterator
-from typing import IO
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import IO, BinaryIO
 
-from ...errors import SourceError
+from ...errors import ImageNetStreamError, SourceError
+from ...shards import TarDamaged, TarMember, TarWalker
 from ...shards.names import key_from_source
-from ..records import SourceRecord
-from ._common import UnreadableRecord, check_wnid, is_hidden, is_image_name, is_wnid, source_label
+from ...storage import Store
+from ..listing import DAMAGED, TAR, UNKNOWN_SIZE, ListingWriter
+from ._common import ListingContext, check_wnid, is_hidden, is_image_name, is_wnid, source_label
 from .labels import Labels
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_MAX_MEMBER = 64 << 20  # verify.DEFAULT_MAX_IMAGE_BYTES; the pipeline passes --max-image-bytes
 TAR_SUFFIXES = (".tar", ".tar.gz", ".tgz", ".tar.bz2", ".tbz2", ".tar.xz", ".txz")
-_READ_SIZE = 1 << 16  # tarfile's stream buffer copies its remainder on every read: keep it small
 _PEEK_MEMBERS = 100
-#: What a damaged tar or compressed stream raises while being read.
-_TAR_ERRORS = (tarfile.TarError, EOFError, OSError, zlib.error, lzma.LZMAError, gzip.BadGzipFile)
+_REMOTE_BLOCK = 1 << 20       # read size of the header pass over object storage
+_IN_FLIGHT_PER_THREAD = 4
+_COPY_CHUNK = 8 << 20
+#: What a damaged compressed stream raises while being read.
+_STREAM_ERRORS = (EOFError, zlib.error, lzma.LZMAError, gzip.BadGzipFile, OSError)
 
 NESTED, FOLDERS, FLAT = "tar of per-synset tars", "tar of synset folders", "flat tar of images"
 SYNSET = "per-synset tar"
+
+#: Magic bytes of the compressions a source tar may use, and their (bounded) stream readers.
+_MAGIC = ((b"\x1f\x8b", "gzip"), (b"BZh", "bzip2"), (b"\xfd7zXZ\x00", "xz"))
 
 
 def is_tar_name(name: str) -> bool:
     return name.lower().endswith(TAR_SUFFIXES)
 
 
-def _strip_suffix(name: str) -> str:
+def strip_suffix(name: str) -> str:
     lower = name.lower()
     for suffix in TAR_SUFFIXES:
         if lower.endswith(suffix):
@@ -56,15 +70,15 @@ def _strip_suffix(name: str) -> str:
     return name
 
 
-def _clean(name: str) -> str:
+def clean(name: str) -> str:
     while name.startswith("./"):
         name = name[2:]
-    return name
+    return name.lstrip("/")
 
 
 def member_kind(name: str) -> str | None:
     """NESTED for an inner tar, FOLDERS for an image in a wnid folder, FLAT for another image, else None."""
-    parts = _clean(name).split("/")
+    parts = clean(name).split("/")
     if any(is_hidden(p) or p == "__MACOSX" for p in parts):
         return None
     base = parts[-1]
@@ -75,218 +89,318 @@ def member_kind(name: str) -> str | None:
     return FOLDERS if len(parts) >= 2 and is_wnid(parts[-2]) else FLAT
 
 
-class DamagedTarError(tarfile.ReadError):
-    """A header block is cut short or invalid, or the archive ends without its end-of-archive block."""
-
-
-class _StrictTarInfo(tarfile.TarInfo):
-    """Header parsing that treats a damaged header as damage, not as the end of the archive.
-
-    ``tarfile`` stops silently (as if the archive had ended) at a truncated or invalid header past the
-    first member, which would drop every later image without a trace. Only an all-zero block
-    (``EOFHeaderError``) ends an archive here.
-    """
-
-    @classmethod
-    def fromtarfile(cls, tarfile_: tarfile.TarFile) -> tarfile.TarInfo:
-        try:
-            return super().fromtarfile(tarfile_)
-        except tarfile.EOFHeaderError:
-            raise
-        except (tarfile.EmptyHeaderError, tarfile.TruncatedHeaderError) as e:
-            raise DamagedTarError(f"archive ends without an end-of-archive block at byte {tarfile_.offset:,} "
-                                  f"({e})") from None
-        except tarfile.InvalidHeaderError as e:
-            raise DamagedTarError(f"invalid header at byte {tarfile_.offset:,} ({e})") from None
-
-
-#: Magic bytes of the compressions a source tar may use, and their (bounded) stream readers.
-_MAGIC = ((b"\x1f\x8b", gzip.GzipFile), (b"BZh", bz2.BZ2File), (b"\xfd7zXZ\x00", lzma.LZMAFile))
-
-
-def decompressed(fileobj: IO[bytes]) -> IO[bytes]:
-    """``fileobj`` itself, or a reader of its decompressed bytes when it starts with a gzip/bzip2/xz magic.
-
-    These readers decompress at most what each ``read(n)`` asks for. ``tarfile``'s own ``r|gz``
-    decompresses whole input chunks at once: 64 KB of a gzip bomb (zeros) became 64 MB per call.
-    """
-    peek = getattr(fileobj, "peek", None)
-    if peek is not None:  # buffered: works on pipes and FIFOs too
-        head = peek(6)[:6]
-    else:
-        head = fileobj.read(6)
-        fileobj.seek(0)
-    for magic, reader in _MAGIC:
+def compression_of(head: bytes) -> str | None:
+    for magic, kind in _MAGIC:
         if head.startswith(magic):
-            return reader(fileobj=fileobj, mode="rb") if reader is gzip.GzipFile else reader(fileobj)
-    return fileobj
+            return kind
+    return None
 
 
-def _open_stream(fileobj: IO[bytes]) -> tarfile.TarFile:
-    return tarfile.open(fileobj=fileobj, mode="r|", bufsize=_READ_SIZE, tarinfo=_StrictTarInfo)
+def decompressed(fileobj: IO[bytes], kind: str) -> IO[bytes]:
+    """A reader of the decompressed bytes of ``fileobj``: each ``read(n)`` decompresses at most what it
+    returns (``tarfile``'s own ``r|gz`` decompresses whole input chunks: 64 KB of a gzip bomb became
+    64 MB per call)."""
+    if kind == "gzip":
+        return gzip.GzipFile(fileobj=fileobj, mode="rb")  # type: ignore[return-value]
+    if kind == "bzip2":
+        return bz2.BZ2File(fileobj)  # type: ignore[return-value]
+    return lzma.LZMAFile(fileobj)  # type: ignore[return-value]
+
+
+def _open_for_headers(store: Store, name: str) -> BinaryIO:
+    if store.is_local:
+        return open(store.path(name), "rb")
+    return store.open(name, "rb", block_size=_REMOTE_BLOCK, cache_type="readahead")
+
+
+def _inner_records(fileobj: BinaryIO, member: TarMember, where: str, seekable: bool = True
+                   ) -> tuple[list[tuple[str, int, int]], str | None]:
+    """``([(member name, absolute offset, size)...], damage or None)`` of the inner tar ``member``."""
+    found: list[tuple[str, int, int]] = []
+    try:
+        walker = TarWalker(fileobj, where=where, start=member.offset if seekable else 0,
+                           base=member.offset, end=member.offset + member.size, seekable=seekable)
+        for m in walker:
+            if not m.is_file:
+                continue
+            base = m.name.rsplit("/", 1)[-1]
+            if not is_image_name(base):
+                logger.debug("skipping member %s/%s", where, m.name)
+                continue
+            found.append((clean(m.name), m.offset, m.size))
+    except TarDamaged as exc:
+        logger.error("%s is damaged after %d images: %s", where, len(found), exc)
+        return found, f"damaged tar after {len(found)} images: {exc}"
+    return found, None
 
 
 class TarSource:
-    """One local tar (optionally compressed) in any of the layouts of the module docstring."""
+    """One tar (optionally compressed) in any of the layouts of the module docstring."""
 
-    random_access = False
-
-    def __init__(self, path: str, labels: Labels | None = None, max_member_bytes: int = DEFAULT_MAX_MEMBER) -> None:
-        self.path = path
-        self.max_member_bytes = max_member_bytes
-        self.name = os.path.basename(path)
-        self.layout = self._detect()
+    def __init__(self, store: Store, name: str, labels: Labels | None = None) -> None:
+        self.store = store
+        self.name = name
+        self.url = store.url_of(name)
+        try:
+            with store.open(name, "rb") as f:
+                self.compression = compression_of(f.read(6))
+        except FileNotFoundError:
+            raise SourceError(f"source {self.url} does not exist") from None
+        self.layout, self._own_wnid = self._detect()
         self._flat: dict[str, str] | None = None
-        self._own_wnid: str | None = None
-        stem = _strip_suffix(self.name)
-        if self.layout == FLAT and is_wnid(stem):
-            self.layout, self._own_wnid = SYNSET, stem
         if self.layout == FLAT:
             if labels is None:
-                raise SourceError(f"{path} holds images outside any synset folder or inner tar "
+                raise SourceError(f"{self.url} holds images outside any synset folder or inner tar "
                                   "(like ILSVRC2012_img_val.tar); pass a labels file for it")
-            self._flat = labels.assign(sorted(self._list_flat()), path)
+            self._labels = labels
         elif labels is not None:
-            logger.info("labels file %s is not used for %s (%s)", labels.path, path, self.layout)
-        extra = f", {len(self._flat):,} images" if self._flat is not None else ""
-        self.description = f"{self.layout} {self.name} (one forward stream{extra})"
+            logger.info("labels file %s is not used for %s (%s)", labels.path, self.url, self.layout)
+        how = f"staged from {self.compression}" if self.compression else "indexed, read by ranged reads"
+        self.description = f"{self.layout} {self.name} ({how})"
 
-    def _detect(self) -> str:
+    def _members(self) -> Iterator[TarMember]:
+        """Members of the archive, for layout detection (compressed: decompressing the head only)."""
+        with self.store.open(self.name, "rb") as raw:
+            stream = decompressed(raw, self.compression) if self.compression else raw
+            yield from TarWalker(stream, where=self.url, seekable=self.compression is None)
+
+    def _detect(self) -> tuple[str, str | None]:
         """The layout, from the first classifiable member (reads only the archive's head)."""
         try:
-            with open(self.path, "rb") as f, _open_stream(decompressed(f)) as tf:
-                for i, m in enumerate(tf):
-                    kind = member_kind(m.name) if m.isfile() else None
-                    if kind is not None:
-                        return kind
-                    if i >= _PEEK_MEMBERS:
-                        break
-        except _TAR_ERRORS as e:
-            raise SourceError(f"cannot read {self.path} as a tar archive: {e}") from e
-        raise SourceError(f"{self.path}: no inner tar or image file among its first {_PEEK_MEMBERS} members")
+            for i, m in enumerate(self._members()):
+                kind = member_kind(m.name) if m.is_file else None
+                if kind == FLAT and is_wnid(strip_suffix(self.name)):
+                    return SYNSET, strip_suffix(self.name)
+                if kind is not None:
+                    return kind, None
+                if i >= _PEEK_MEMBERS:
+                    break
+        except (TarDamaged, *_STREAM_ERRORS) as e:
+            raise SourceError(f"cannot read {self.url} as a tar archive: {e}") from None
+        raise SourceError(f"{self.url}: no inner tar or image file among its first {_PEEK_MEMBERS} members")
 
-    def _list_flat(self) -> list[str]:
+    # -- listing -----------------------------------------------------------------------------------
+    def list_into(self, writer: ListingWriter, ctx: ListingContext) -> None:
+        if self.compression:
+            if ctx.staging is None:
+                raise SourceError(f"{self.url} is compressed: it needs a staging location (--staging URL)")
+            StagedTar(self, ctx.staging).list_into(writer, ctx)
+            return
+        self.index_into(writer, ctx, self.store, self.name, label=source_label(self.name))
+
+    def index_into(self, writer: ListingWriter, ctx: ListingContext, store: Store, name: str, label: str) -> None:
+        """One header pass over the uncompressed tar ``store/name``."""
+        container = writer.container(_url(store, name), TAR, label)
+        where = store.url_of(name)
+        flat_names = self._flat_names(store, name) if self.layout == FLAT else None
+        pending: deque[tuple[str, str, Future | tuple]] = deque()
+        pool = ThreadPoolExecutor(ctx.index_threads) if ctx.index_threads > 1 and not store.is_local else None
+
+        def drain(limit: int) -> None:
+            while len(pending) > limit:
+                wnid, inner_name, job = pending.popleft()
+                records, damage = job.result() if isinstance(job, Future) else job
+                for member_name, offset, size in records:
+                    base = member_name.rsplit("/", 1)[-1]
+                    writer.add(container, offset, size, wnid, f"{inner_name}/{member_name}", key_from_source(base))
+                ctx.listed(len(records))
+                if damage is not None:
+                    writer.add(writer.container(damage, DAMAGED, label), 0, int(UNKNOWN_SIZE), wnid, inner_name,
+                               key_from_source(inner_name))
+
+        try:
+            with _open_for_headers(store, name) as f:
+                for m in TarWalker(f, where=where):
+                    kind = member_kind(m.name) if m.is_file else None
+                    if kind is None:
+                        if m.is_file:
+                            logger.debug("skipping member %s/%s", where, m.name)
+                        continue
+                    member_name = clean(m.name)
+                    if kind == NESTED:
+                        wnid = check_wnid(strip_suffix(member_name.rsplit("/", 1)[-1]),
+                                          f"{where}: inner tar {m.name!r}")
+                        inner_where = f"{where}/{member_name}"
+                        if pool is not None:
+                            job: Future | tuple = pool.submit(_index_remote_inner, store, name, m, inner_where)
+                        else:
+                            job = _inner_records(f, m, inner_where)
+                        pending.append((wnid, member_name, job))
+                        drain(ctx.index_threads * _IN_FLIGHT_PER_THREAD)
+                        continue
+                    drain(0)
+                    wnid = self._wnid_of(member_name, kind, flat_names, where)
+                    writer.add(container, m.offset, m.size, wnid, member_name,
+                               key_from_source(member_name.rsplit("/", 1)[-1]))
+                    ctx.listed(1)
+                drain(0)
+        except TarDamaged as exc:
+            raise SourceError(f"{where} is damaged: {exc}") from None
+        except (OSError, ImageNetStreamError) as exc:
+            if isinstance(exc, SourceError):
+                raise
+            raise SourceError(f"cannot index {where}: {exc}") from None
+        finally:
+            if pool is not None:
+                pool.shutdown(wait=True, cancel_futures=True)
+
+    def _wnid_of(self, member_name: str, kind: str, flat: dict[str, str] | None, where: str) -> str:
+        if kind == FOLDERS:
+            return member_name.split("/")[-2]
+        if self._own_wnid is not None:
+            return self._own_wnid
+        if flat is not None and member_name in flat:
+            return flat[member_name]
+        raise SourceError(f"{where}: image {member_name!r} is outside any synset folder or inner tar, "
+                          f"unlike the rest of this {self.layout}")
+
+    def _flat_names(self, store: Store, name: str) -> dict[str, str]:
         names = []
         try:
-            with tarfile.open(self.path, mode="r:*", tarinfo=_StrictTarInfo) as tf:
-                for m in tf:
-                    if m.isfile() and member_kind(m.name) == FLAT:
-                        names.append(_clean(m.name))
-        except _TAR_ERRORS as e:
-            raise SourceError(f"cannot list {self.path}: {e}") from e
-        return names
+            with _open_for_headers(store, name) as f:
+                for m in TarWalker(f, where=store.url_of(name)):
+                    if m.is_file and member_kind(m.name) == FLAT:
+                        names.append(clean(m.name))
+        except TarDamaged as e:
+            raise SourceError(f"cannot list {store.url_of(name)}: {e}") from None
+        return self._labels.assign(sorted(names), store.url_of(name))
 
-    def wnids(self) -> set[str] | None:
-        if self._own_wnid is not None:
-            return {self._own_wnid}
-        return set(self._flat.values()) if self._flat is not None else None
 
-    def count(self) -> int | None:
-        return len(self._flat) if self._flat is not None else None
+def _url(store: Store, name: str) -> str:
+    return f"{store.url}/{name}"
 
-    def records(self) -> Iterator[SourceRecord]:
-        last = "(start)"
+
+def _index_remote_inner(store: Store, name: str, member: TarMember, where: str) -> tuple[list, str | None]:
+    with _open_for_headers(store, name) as f:
+        return _inner_records(f, member, where)
+
+
+class _Tee:
+    """Reads from ``source`` and writes everything read to ``sink`` (a staged copy made on the way)."""
+
+    def __init__(self, source: BinaryIO, sink: BinaryIO) -> None:
+        self.source = source
+        self.sink = sink
+
+    def read(self, n: int = -1) -> bytes:
+        data = self.source.read(n)
+        if data:
+            self.sink.write(data)
+        return data
+
+    def drain(self) -> None:
+        while self.read(_COPY_CHUNK):
+            pass
+
+
+class StagedTar:
+    """A compressed tar, read once as a stream: each inner tar is staged uncompressed and indexed."""
+
+    def __init__(self, source: TarSource, staging: Store) -> None:
+        self.source = source
+        self.staging = staging
+        self.stem = _safe_name(strip_suffix(source.name))
+
+    def list_into(self, writer: ListingWriter, ctx: ListingContext) -> None:
+        src = self.source
+        label = source_label(src.name)
+        if src.layout != NESTED:
+            self._stage_whole(writer, ctx, label)
+            return
+        where = src.url
+        staged_before = {n: size for n, size, is_dir in self.staging.entries(self.stem) if not is_dir}
         try:
-            with open(self.path, "rb") as f, _open_stream(decompressed(f)) as outer:
+            with src.store.open(src.name, "rb") as raw:
+                outer = TarWalker(decompressed(raw, src.compression), where=where, seekable=False)
                 for m in outer:
-                    kind = member_kind(m.name) if m.isfile() else None
-                    if kind is None:
-                        if m.isfile():
-                            logger.debug("skipping member %s/%s", self.name, m.name)
+                    if not m.is_file or member_kind(m.name) != NESTED:
+                        if m.is_file and member_kind(m.name) is not None:
+                            raise SourceError(f"{where}: image {m.name!r} is outside any inner tar, unlike the "
+                                              f"rest of this {src.layout}")
                         continue
-                    last = m.name
-                    if kind == NESTED:
-                        yield from self._inner(outer, m)
-                        continue
-                    name = _clean(m.name)
-                    if kind == FOLDERS:
-                        wnid = name.split("/")[-2]
-                    elif self._own_wnid is not None:
-                        wnid = self._own_wnid
-                    elif self._flat is not None and name in self._flat:
-                        wnid = self._flat[name]
+                    member_name = clean(m.name)
+                    inner = member_name.rsplit("/", 1)[-1]
+                    wnid = check_wnid(strip_suffix(inner), f"{where}: inner tar {m.name!r}")
+                    target = f"{self.stem}/{_safe_name(inner)}"
+                    if staged_before.get(_safe_name(inner)) == m.size:  # a resumed run: staged already
+                        records, damage = self._index_staged(target, m.size, f"{where}/{member_name}")
                     else:
-                        raise SourceError(f"{self.path}: image {m.name!r} is outside any synset folder or "
-                                          f"inner tar, unlike the rest of this {self.layout}")
-                    yield SourceRecord(source=f"{self.name}/{name}", wnid=wnid, key=key_from_source(name),
-                                       data=_read_member(outer, m, self.max_member_bytes), size=m.size)
-        except _TAR_ERRORS as e:
-            raise SourceError(f"{self.path} is damaged after member {last!r}: {e}") from e
+                        records, damage = self._stage(outer, m, target, f"{where}/{member_name}")
+                    container = writer.container(_url(self.staging, target), TAR, label)
+                    for name, offset, size in records:
+                        writer.add(container, offset, size, wnid, f"{member_name}/{name}",
+                                   key_from_source(name.rsplit("/", 1)[-1]))
+                    ctx.listed(len(records))
+                    if damage is not None:
+                        writer.add(writer.container(damage, DAMAGED, label), 0, int(UNKNOWN_SIZE), wnid,
+                                   member_name, key_from_source(inner))
+        except TarDamaged as exc:
+            raise SourceError(f"{where} is damaged: {exc}") from None
+        except _STREAM_ERRORS as exc:
+            if isinstance(exc, ImageNetStreamError):
+                raise
+            raise SourceError(f"{where}: the {src.compression} stream is damaged: {exc}") from None
 
-    def _inner(self, outer: tarfile.TarFile, member: tarfile.TarInfo) -> Iterator[SourceRecord]:
-        name = _clean(member.name)
-        wnid = check_wnid(_strip_suffix(name.rsplit("/", 1)[-1]), f"{self.path}: inner tar {member.name!r}")
-        fileobj = outer.extractfile(member)
-        if fileobj is None:  # not reached for a regular member; kept for the type checker
-            raise tarfile.ReadError(f"member {member.name!r} is not a regular file")
-        yield from synset_tar_records(fileobj, wnid, f"{self.name}/{name}", self.max_member_bytes)
+    def _stage(self, outer: TarWalker, member: TarMember, target: str, where: str) -> tuple[list, str | None]:
+        """Copy ``member`` (an inner tar) to ``staging/target`` while indexing its headers on the way."""
+        with self.staging.open_atomic(target) as out:
+            tee = _Tee(outer.data_reader(member), out)
+            local = TarMember(member.name, 0, 0, member.size, member.kind)
+            records, damage = _inner_records(tee, local, where, seekable=False)  # type: ignore[arg-type]
+            tee.drain()
+        return records, damage
+
+    def _index_staged(self, target: str, size: int, where: str) -> tuple[list, str | None]:
+        with _open_for_headers(self.staging, target) as f:
+            return _inner_records(f, TarMember(target, 0, 0, size, "file"), where)
+
+    def _stage_whole(self, writer: ListingWriter, ctx: ListingContext, label: str) -> None:
+        """Decompress the whole archive to ``staging/<stem>.tar``, then index that like any tar."""
+        src = self.source
+        target = f"{self.stem}.tar"
+        if not self.staging.exists(target):
+            with src.store.open(src.name, "rb") as raw, self.staging.open_atomic(target) as out:
+                stream = decompressed(raw, src.compression)
+                while chunk := stream.read(_COPY_CHUNK):
+                    out.write(chunk)
+        src.index_into(writer, ctx, self.staging, target, label)
+
+
+def _safe_name(name: str) -> str:
+    """A staging object name from an archive member's name (never a path: no folders, no dots first)."""
+    cleaned = "".join(c if c.isalnum() or c in "-_." else "_" for c in name.rsplit("/", 1)[-1]).lstrip(".")
+    return cleaned or "member"
 
 
 class SynsetTarFolderSource:
-    """A folder of ``nXXXXXXXX.tar`` files (the train tar unpacked one level), each read as a stream."""
+    """A folder of ``nXXXXXXXX.tar`` files (the train tar unpacked one level), each indexed."""
 
-    random_access = False
-
-    def __init__(self, root: str, tar_names: list[str], max_member_bytes: int = DEFAULT_MAX_MEMBER) -> None:
-        self.root = root
-        self.max_member_bytes = max_member_bytes
-        self._tars = {}
+    def __init__(self, store: Store, tar_names: list[str]) -> None:
+        self.store = store
+        self.label = source_label(store.url)
+        self._tars: dict[str, str] = {}
         for name in sorted(tar_names):
-            self._tars[check_wnid(_strip_suffix(name), f"{root}: tar {name!r}")] = name
-        self._label = source_label(root)
-        self.description = f"folder of per-synset tars {self._label} ({len(self._tars):,} synsets, read as streams)"
+            self._tars[check_wnid(strip_suffix(name), f"{store.display_url}: tar {name!r}")] = name
+        self.description = f"folder of per-synset tars {self.label} ({len(self._tars):,} synsets, indexed)"
 
-    def wnids(self) -> set[str]:
-        return set(self._tars)
-
-    def count(self) -> None:
-        return None
-
-    def records(self) -> Iterator[SourceRecord]:
+    def list_into(self, writer: ListingWriter, ctx: ListingContext) -> None:
         for wnid, name in self._tars.items():
-            path = os.path.join(self.root, name)
+            where = self.store.url_of(name)
             try:
-                fileobj = open(path, "rb")
-            except OSError as e:
-                logger.error("cannot open %s: %s", path, e)
-                yield UnreadableRecord(source=f"{self._label}/{name}", wnid=wnid, key=wnid, error=str(e))
-                continue
-            with fileobj:
-                yield from synset_tar_records(fileobj, wnid, f"{self._label}/{name}", self.max_member_bytes)
+                size = self.store.size(name)
+                with _open_for_headers(self.store, name) as f:
+                    records, damage = _inner_records(f, TarMember(name, 0, 0, size, "file"), where)
+            except OSError as exc:
+                records, damage = [], f"cannot read {where}: {exc}"
+            container = writer.container(_url(self.store, name), TAR, self.label)
+            for member_name, offset, msize in records:
+                writer.add(container, offset, msize, wnid, f"{name}/{member_name}",
+                           key_from_source(member_name.rsplit("/", 1)[-1]))
+            ctx.listed(len(records))
+            if damage is not None:
+                writer.add(writer.container(damage, DAMAGED, self.label), 0, int(UNKNOWN_SIZE), wnid, name,
+                           key_from_source(strip_suffix(name)))
 
 
-def synset_tar_records(fileobj: IO[bytes], wnid: str, tar_id: str,
-                       max_member_bytes: int = DEFAULT_MAX_MEMBER) -> Iterator[SourceRecord]:
-    """The images of one per-synset tar read as a stream from ``fileobj``; damage yields an UnreadableRecord.
-
-    Images read before the damage are kept; the UnreadableRecord (source ``tar_id``) stands for the rest.
-    A member larger than ``max_member_bytes`` is yielded unread (verify rejects it as ``too_large``).
-    """
-    done = 0
-    try:
-        with _open_stream(fileobj) as tf:
-            for m in tf:
-                if not m.isfile():
-                    continue
-                base = m.name.rsplit("/", 1)[-1]
-                if not is_image_name(base):
-                    logger.debug("skipping member %s/%s", tar_id, m.name)
-                    continue
-                data = _read_member(tf, m, max_member_bytes)
-                done += 1
-                yield SourceRecord(source=f"{tar_id}/{_clean(m.name)}", wnid=wnid, key=key_from_source(base),
-                                   data=data, size=m.size)
-    except _TAR_ERRORS as e:
-        logger.error("tar %s is damaged after %d images: %s", tar_id, done, e)
-        yield UnreadableRecord(source=tar_id, wnid=wnid, key=wnid,
-                               error=f"damaged tar after {done} images: {e}")
-
-
-def _read_member(tf: tarfile.TarFile, member: tarfile.TarInfo, max_bytes: int) -> bytes | None:
-    """The member's bytes; None, unread, when it is larger than ``max_bytes`` (the stream skips it)."""
-    if member.size > max_bytes:
-        return None
-    fileobj = tf.extractfile(member)
-    if fileobj is None:
-        raise tarfile.ReadError(f"member {member.name!r} is not a regular file")
-    return fileobj.read()
+__all__ = ["FLAT", "FOLDERS", "NESTED", "SYNSET", "StagedTar", "SynsetTarFolderSource", "TarSource",
+           "compression_of", "decompressed", "is_tar_name", "member_kind", "strip_suffix"]

@@ -1,0 +1,288 @@
+"""One shard task: read its planned records -> verify -> write the tar -> commit tar, side index, marker.
+
+The unit every backend runs (a local process pool, a Ray cluster): a pure function of a
+:class:`RunConfig` (the same for every task of a run, sent once per worker) and a :class:`ShardTask`
+(its records), so any worker, on any machine, in any retry, writes the same bytes.
+
+* Image bytes go from the source to the shard inside the task: ``io_threads`` threads read the
+  records' byte ranges ahead (bounded), the task's thread verifies them in plan order, and a writer
+  thread streams the tar to its destination while verification goes on (``Store.open_atomic``:
+  fsync + rename locally, one multipart upload on object stores), so uploads overlap verification.
+* A rejected record leaves the shard shorter; a second copy of an image already in this shard
+  (same source sha256, later in plan order) is rejected as ``duplicate``; copies in other shards
+  are resolved when the run is finalized (the exclusion overlay).
+* Commit order: the tar, then its ``.idx``, then the done-marker (:mod:`.markers`); a shard with
+  a valid marker is complete, so a resumed run never redoes or rewrites it.
+"""
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import queue
+import threading
+from collections import Counter, OrderedDict, deque
+from collections.abc import Iterator, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from ..errors import ImageNetStreamError
+from ..redaction import describe
+from ..shards import Sample, ShardWriter, index_name, shard_name
+from ..storage import Store
+from .listing import DAMAGED, FOLDER, UNKNOWN_SIZE, Container, Record
+from .markers import Marker, marker_name
+from .records import FailedRecord, Rejected, SourceRecord, Verified
+from .report import MAX_EXAMPLES
+from .verify import VerifyConfig, verify_record
+
+log = logging.getLogger(__name__)
+
+_READ_AHEAD_BYTES = 256 << 20
+_WRITE_QUEUE = 64
+_OPEN_FILES = 32
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """What every shard task of a run shares (picklable; sent once per worker)."""
+
+    out: str
+    storage_options: Mapping[str, Any] | None
+    source_storage_options: Mapping[str, Any] | None
+    containers: tuple[Container, ...]
+    class_index: Mapping[str, int]      # wnid -> class index of the dataset's space
+    verify: VerifyConfig
+    prefix: str
+    mtime: int
+    plan_hash: str
+    done_folder: str                    # where the plan's done-markers go, under ``out``
+    io_threads: int = 8
+
+    def __repr__(self) -> str:  # never shows storage options
+        return f"RunConfig(out={self.out!r}, plan={self.plan_hash[:12]}, containers={len(self.containers)})"
+
+
+@dataclass(frozen=True)
+class ShardTask:
+    """One shard: its number, the plan position of its first record, its records and their keys."""
+
+    number: int
+    first_position: int
+    records: tuple[Record, ...]
+    keys: tuple[str, ...]               # after the plan's renames
+
+
+@dataclass(frozen=True)
+class ShardOutcome:
+    """What a finished task tells the coordinator (the marker on storage holds the detail)."""
+
+    number: int
+    seen: int
+    kept: int
+    bytes: int
+    rejected: dict[str, int] = field(default_factory=dict)
+
+
+# -- per-process resources ------------------------------------------------------------------------
+_STORES: dict[tuple[str, int], Store] = {}
+_FILES: OrderedDict[str, Any] = OrderedDict()
+_FILES_LOCK = threading.Lock()
+
+
+def _store(url: str, options: Mapping[str, Any] | None) -> Store:
+    key = (url, id(options))
+    found = _STORES.get(key)
+    if found is None:
+        found = _STORES[key] = Store(url, options)
+    return found
+
+
+def _parent(url: str) -> tuple[str, str]:
+    parent, _, name = url.rstrip("/").rpartition("/")
+    return parent, name
+
+
+def _pread_local(path: str, offset: int, size: int) -> bytes:
+    with _FILES_LOCK:
+        f = _FILES.get(path)
+        if f is None:
+            f = _FILES[path] = open(path, "rb")
+            while len(_FILES) > _OPEN_FILES:
+                _FILES.popitem(last=False)[1].close()
+        else:
+            _FILES.move_to_end(path)
+        fd = f.fileno()
+        data = os.pread(fd, size, offset)
+    return data
+
+
+def read_record(config: RunConfig, record: Record) -> bytes:
+    """The record's bytes, at most ``max_image_bytes + 1`` of them (verify judges the size)."""
+    container = config.containers[record.container]
+    cap = config.verify.max_image_bytes + 1
+    options = config.source_storage_options
+    if container.kind == FOLDER:
+        name = record.name
+        url = name if ("://" in name or os.path.isabs(name)) else f"{container.url}/{name}"
+        parent, base = _parent(url)
+        store = _store(parent, options)
+        if store.is_local:
+            with open(store.path(base), "rb") as f:
+                return f.read(cap)
+        size = record.size if record.size != int(UNKNOWN_SIZE) else None
+        return store.read(base, 0, cap if size is None else min(size, cap))
+    parent, base = _parent(container.url)
+    store = _store(parent, options)
+    size = min(record.size, cap)
+    if store.is_local:
+        data = _pread_local(store.path(base), record.offset, size)
+    else:
+        data = store.read(base, record.offset, record.offset + size)
+    if len(data) != size:
+        raise OSError(f"{container.url}: {len(data)} bytes at offset {record.offset:,}, expected {size:,} "
+                      "(the source is shorter than its index says)")
+    return data
+
+
+def _source_of(container: Container, record: Record) -> str:
+    return f"{container.label}/{record.name}" if container.label else record.name
+
+
+def _load(config: RunConfig, record: Record, key: str) -> SourceRecord:
+    """The record as verify takes it: bytes read, size known, or the reason it could not be read."""
+    container = config.containers[record.container]
+    source = _source_of(container, record)
+    if container.kind == DAMAGED:
+        return FailedRecord(source=source, wnid=record.wnid, key=key, error=container.url)
+    size = None if record.size == int(UNKNOWN_SIZE) else record.size
+    if size is not None and size > config.verify.max_image_bytes:
+        return SourceRecord(source=source, wnid=record.wnid, key=key, size=size)  # too_large, unread
+    try:
+        data = read_record(config, record)
+    except (OSError, ImageNetStreamError) as exc:
+        return FailedRecord(source=source, wnid=record.wnid, key=key, error=describe(exc))
+    return SourceRecord(source=source, wnid=record.wnid, key=key, data=data, size=len(data))
+
+
+def _prefetched(config: RunConfig, task: ShardTask) -> Iterator[SourceRecord]:
+    """The task's records loaded in plan order by ``io_threads`` threads, a bounded amount ahead."""
+    pending: deque[Future[SourceRecord]] = deque()
+    budget = _READ_AHEAD_BYTES
+    with ThreadPoolExecutor(max(1, config.io_threads), thread_name_prefix="imagenet-stream-read") as pool:
+        items = iter(zip(task.records, task.keys))
+        ahead_bytes = 0
+        for record, key in items:
+            pending.append(pool.submit(_load, config, record, key))
+            ahead_bytes += min(record.size, config.verify.max_image_bytes) if record.size != int(UNKNOWN_SIZE) else 0
+            if len(pending) >= 4 * max(1, config.io_threads) or ahead_bytes > budget:
+                done = pending.popleft().result()
+                ahead_bytes -= done.size or 0
+                yield done
+        while pending:
+            yield pending.popleft().result()
+
+
+class _TarStream:
+    """Writes samples into a shard on a background thread, so the upload overlaps verification."""
+
+    def __init__(self, writer: ShardWriter) -> None:
+        self.writer = writer
+        self._queue: queue.Queue = queue.Queue(maxsize=_WRITE_QUEUE)
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="imagenet-stream-write", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while True:
+            sample = self._queue.get()
+            if sample is None:
+                return
+            if self._error is None:
+                try:
+                    self.writer.add(sample)
+                except BaseException as exc:  # noqa: BLE001 - handed to the task's thread
+                    self._error = exc
+
+    def add(self, sample: Sample) -> None:
+        if self._error is not None:
+            raise self._error
+        self._queue.put(sample)
+
+    def finish(self) -> None:
+        self._queue.put(None)
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+
+
+def to_sample(v: Verified, label: int) -> Sample:
+    """The shard sample of a verified image: metadata ``wnid, source, sha256, width, height`` (+ fixes)."""
+    meta: dict[str, Any] = {"wnid": v.wnid, "source": v.source, "sha256": v.sha256,
+                            "width": v.width, "height": v.height}
+    if v.fixes:
+        meta["fixes"] = list(v.fixes)
+        meta["source_sha256"] = v.source_sha256
+    return Sample(key=v.key, image=v.image, label=label, meta=meta)
+
+
+def run_shard(config: RunConfig, task: ShardTask) -> ShardOutcome:
+    """Write shard ``task.number`` completely and commit it (tar, side index, marker)."""
+    out = _store(config.out, config.storage_options)
+    name = shard_name(config.prefix, task.number)
+    rejected: Counter[str] = Counter()
+    examples: dict[str, list[dict[str, str]]] = {}
+    fixes: Counter[str] = Counter()
+    kept_sha: list[bytes] = []
+    kept_positions: list[int] = []
+    seen_here: dict[bytes, str] = {}
+
+    def reject(r: Rejected) -> None:
+        rejected[r.reason] += 1
+        bucket = examples.setdefault(r.reason, [])
+        if len(bucket) < MAX_EXAMPLES:
+            bucket.append({"key": r.key, "source": r.source, "detail": r.detail})
+
+    with out.open_atomic(name) as f:
+        writer = ShardWriter(f, name, mtime=config.mtime)
+        stream = _TarStream(writer)
+        try:
+            for position, record in enumerate(_prefetched(config, task), start=task.first_position):
+                result = verify_record(record, config.verify)
+                if isinstance(result, Verified):
+                    digest = bytes.fromhex(result.source_sha256)
+                    first = seen_here.get(digest)
+                    if first is not None:
+                        result = Rejected(result.key, result.wnid, result.source, "duplicate",
+                                          f"same bytes as {first}")
+                    else:
+                        seen_here[digest] = result.key
+                if isinstance(result, Rejected):
+                    reject(result)
+                    continue
+                stream.add(to_sample(result, config.class_index[result.wnid]))
+                fixes.update(result.fixes)
+                kept_sha.append(bytes.fromhex(result.source_sha256))
+                kept_positions.append(position)
+        finally:
+            stream.finish()
+        written = writer.close()
+    index_bytes = written.side_index.to_bytes()
+    idx = index_name(name)
+    out.write_atomic(idx, index_bytes)
+    marker = Marker(plan_hash=config.plan_hash, shard=name, number=task.number,
+                    first_position=task.first_position, planned=len(task.records),
+                    tar_bytes=written.bytes, tar_sha256=written.sha256, index_bytes=len(index_bytes),
+                    index_sha256=hashlib.sha256(index_bytes).hexdigest(), keys=written.side_index.keys,
+                    labels=np.asarray(written.side_index.labels, dtype=np.uint32),
+                    positions=np.asarray(kept_positions, dtype=np.uint64), source_sha256=b"".join(kept_sha),
+                    rejected=dict(rejected), examples=examples, fixes=dict(fixes))
+    out.write_atomic(marker_name(config.done_folder, config.prefix, task.number), marker.to_bytes())
+    return ShardOutcome(task.number, seen=len(task.records), kept=written.num_samples, bytes=written.bytes,
+                        rejected=dict(rejected))
+
+
+__all__ = ["RunConfig", "ShardOutcome", "ShardTask", "read_record", "run_shard", "to_sample"]
