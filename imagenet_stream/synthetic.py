@@ -50,3 +50,40 @@ def make_png(width: int = 500, height: int = 375, seed: int = 0) -> bytes:
 def truncated(data: bytes, keep: float = 0.5) -> bytes:
     """The first ``keep`` share of ``data`` (a truncated download)."""
     return data[: max(1, int(len(data) * keep))]
+
+
+def tiny_jpeg(rng: np.random.Generator, side: int = 16) -> bytes:
+    """A small JPEG of random pixels: unique per draw, about 600 bytes (for scale tests)."""
+    return encode(Image.fromarray(rng.integers(0, 256, (side, side, 3), dtype=np.uint8), "RGB"), "JPEG", quality=75)
+
+
+def write_tar_of_tars(path: str, wnids: list[str] | tuple[str, ...], per_synset: int, seed: int = 0,
+                      duplicates: int = 0) -> int:
+    """Write ``path``: a tar of per-synset tars (``WNID.tar`` holding ``WNID_<n>.JPEG``), as
+    ILSVRC2012_img_train.tar / fall11_whole.tar are laid out, with ``per_synset`` unique tiny
+    JPEGs each; the last ``duplicates`` synsets repeat the first image of the first synset once.
+    Streams to disk: memory stays one inner tar. Returns the number of images written."""
+    import tarfile
+
+    rng = np.random.default_rng([seed, 7])
+    first_image = None
+    written = 0
+    with tarfile.open(path, "w", format=tarfile.USTAR_FORMAT) as outer:
+        for s, wnid in enumerate(wnids):
+            inner = io.BytesIO()
+            with tarfile.open(fileobj=inner, mode="w", format=tarfile.USTAR_FORMAT) as tar:
+                for n in range(per_synset):
+                    data = tiny_jpeg(rng)
+                    if first_image is None:
+                        first_image = data
+                    if n == 0 and duplicates and s >= len(wnids) - duplicates:
+                        data = first_image
+                    info = tarfile.TarInfo(f"{wnid}_{n + 1}.JPEG")
+                    info.size = len(data)
+                    tar.addfile(info, io.BytesIO(data))
+                    written += 1
+            info = tarfile.TarInfo(f"{wnid}.tar")
+            info.size = inner.tell()
+            inner.seek(0)
+            outer.addfile(info, inner)
+    return written
