@@ -222,6 +222,7 @@ class Run:
                 self._clear_temporaries()
                 config = self._config(listing, space, plan_hash)
                 resumed = self._dispatch(listing, plan, config, done)
+                self._clear_temporaries()  # what killed workers left half written
                 facts = self._facts(listing, plan)
             finally:
                 listing.close()

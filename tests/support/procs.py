@@ -38,6 +38,23 @@ def children_of(pid: int) -> list[int]:
     return found
 
 
+def direct_children(pid: int) -> list[int]:
+    """Live processes whose parent is ``pid``."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit() and _status(int(entry)).get("PPid") == str(pid) and alive(int(entry)):
+            found.append(int(entry))
+    return found
+
+
+def cmdline(pid: int) -> str:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return f.read().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return ""
+
+
 def alive(pid: int) -> bool:
     state = _status(pid).get("State", "")
     return bool(state) and not state.startswith("Z")
@@ -79,3 +96,29 @@ def run_measured(cmd: Sequence[str], timeout: float = 600, interval: float = 0.0
         done.set()
         thread.join()
     return subprocess.CompletedProcess(proc.args, proc.returncode, out, err), peak
+
+
+def tagged(name: str, value: str) -> list[int]:
+    """Live processes whose environment holds ``name=value`` (a test's subprocess and its descendants)."""
+    want = f"{name}={value}".encode()
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/environ", "rb") as f:
+                if want in f.read().split(b"\0") and alive(int(entry)):
+                    found.append(int(entry))
+        except OSError:
+            continue
+    return found
+
+
+def wait_gone(name: str, value: str, timeout: float = 10.0) -> list[int]:
+    """Wait until no process carries the tag; return those still alive after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    left = tagged(name, value)
+    while left and time.monotonic() < deadline:
+        time.sleep(0.1)
+        left = tagged(name, value)
+    return left

@@ -159,19 +159,27 @@ class _Pool:
                 busy = [w for w in self.workers if w.task is not None]
                 if not busy:
                     return
-                ready = set(wait([w.conn for w in busy] + [w.process.sentinel for w in busy], timeout=1.0))
+                idle = [w for w in self.workers if w.task is None]
+                ready = set(wait([w.conn for w in busy] + [w.process.sentinel for w in self.workers], timeout=1.0))
+                for worker in idle:
+                    if worker.process.sentinel in ready:  # died between tasks: nothing to redo
+                        log.warning("a worker process died while idle (exit code %s); replacing it",
+                                    worker.process.exitcode)
+                        self._retire(worker)
+                        self._start()
                 for worker in busy:
                     if worker.conn in ready:
                         try:
                             status, number, payload = worker.conn.recv()
                         except (EOFError, OSError):
-                            status, number, payload = "died", worker.task.number, "the worker exited"  # type: ignore[union-attr]
+                            status, number, payload = "died", worker.task.number, "its worker process died"  # type: ignore[union-attr]
                         task, worker.task = worker.task, None
                         if status == "ok":
                             on_done(payload)
                             continue
                         self._failed(task, payload, retry)  # type: ignore[arg-type]
                         if status == "died":
+                            worker.process.join(_STOP_GRACE)
                             self._retire(worker)
                             self._start()
                     elif worker.process.sentinel in ready:

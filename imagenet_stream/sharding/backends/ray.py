@@ -70,7 +70,7 @@ def ours(pid):
 
 
 for pid in os.listdir("/proc"):
-    if pid.isdigit() and int(pid) != os.getpid() and ours(pid):
+    if pid.isdigit() and int(pid) not in (os.getpid(), int(sys.argv[2])) and ours(pid):
         try:
             os.kill(int(pid), signal.SIGKILL)
         except OSError:
