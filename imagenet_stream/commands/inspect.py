@@ -43,7 +43,9 @@ def summarize(manifest: Manifest, url: str) -> str:
     lines = [
         f"dataset   {m.name} version {m.version} at {url}",
         f"created   {m.created} by {m.tool} (format {m.format_version})",
-        f"samples   {m.num_samples}",
+        f"samples   {m.num_available}" + (f" ({m.num_samples} in the shards, {m.num_samples - m.num_available} "
+                                          f"excluded: " + ", ".join(f"{r} {n}" for r, n in m.exclusions.reasons.items())
+                                          + ")" if m.exclusions is not None else ""),
         f"classes   {present} of {m.classes.num_classes} in space {m.classes.space} "
         f"(sha256 {m.classes.sha256[:12]}…)",
         f"shards    {len(m.shards)}, {format_size(m.total_bytes)} ({m.total_bytes} bytes)",

@@ -325,7 +325,7 @@ class Run:
     def _plan(self, listing: Listing, space: ClassSpace) -> ShardPlan:
         in_space = np.array([w in space for w in listing.wnids], dtype=bool)
         cols = listing.columns
-        return make_plan(cols["wnid"], in_space, cols["size"], cols["key_hash"], lambda i: listing.text(i)[1],
+        return make_plan(cols["wnid"], in_space, cols["size"], listing.key_hashes(), lambda i: listing.text(i)[1],
                          seed=self.options.seed, shard_size=self.options.shard_size,
                          max_shard_bytes=self.options.max_shard_bytes)
 

@@ -6,17 +6,19 @@ records live in: a folder tree (each record is a file under it) or a tar object 
 byte range of it, inner tars included, so a tar of per-synset tars is read by ranged reads and
 never copied).
 
-In memory a record costs five fixed-width numpy columns (36 bytes); its name and key live in a
-text file on local disk, read back only for the records of the shard being dispatched. The whole
-listing persists to the output's work area (:meth:`Listing.save`), so a run resumed on another
-machine reuses it instead of scanning 1.3 TB of tar headers again.
+Columns are appended to local files as records arrive (``work_dir``) and loaded once listed: in
+memory a record costs 28 bytes (container u4, offset u8, size u4, wnid u4, text end u8); its 64-bit
+key hash is read only while planning; its name and key stay in a text file on disk, read back only
+for the records of a shard being dispatched. The listing persists column by column to the
+output's work area (:meth:`Listing.save`), so a run resumed on another machine reuses it instead
+of scanning 1.3 TB of tar headers again.
 """
 from __future__ import annotations
 
 import hashlib
 import os
 import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import msgpack
@@ -30,11 +32,13 @@ from .plan import key_hash
 #: or the stand-in for images a damaged inner tar hid (its ``url`` is the damage; verify rejects it).
 FOLDER, TAR, DAMAGED = "folder", "tar", "damaged"
 #: A size the source could not tell without reading (a list row on remote storage); read with the cap.
-UNKNOWN_SIZE = np.iinfo(np.uint64).max
+UNKNOWN_SIZE = np.iinfo(np.uint32).max
+_LARGEST_SIZE = UNKNOWN_SIZE - 1   # sizes above it are stored as it: far above any --max-image-bytes
 _CHUNK = 1 << 16
-_COLUMNS = {"container": np.uint32, "offset": np.uint64, "size": np.uint64, "wnid": np.uint32,
-            "key_hash": np.uint64}
-LISTING_VERSION = 1
+#: In-memory columns (little-endian on disk); ``key_hash`` stays on disk until the plan reads it.
+_COLUMNS = {"container": "<u4", "offset": "<u8", "size": "<u4", "wnid": "<u4", "text_end": "<u8"}
+_KEY_HASH = "<u8"
+LISTING_VERSION = 2
 
 
 @dataclass(frozen=True)
@@ -60,16 +64,22 @@ class Record:
 
 
 class Listing:
-    """The records of a run, columnar; ``text_path`` holds ``name\\0key`` per record, back to back."""
+    """The records of a run: columns in memory, key hashes and ``name\\0key`` texts in ``folder``."""
 
-    def __init__(self, containers: Sequence[Container], wnids: Sequence[str], columns: dict[str, np.ndarray],
-                 text_offsets: np.ndarray, text_path: str) -> None:
+    def __init__(self, containers: Sequence[Container], wnids: Sequence[str], folder: str) -> None:
         self.containers = tuple(containers)
         self.wnids = tuple(wnids)
-        self.columns = columns
-        self.text_offsets = text_offsets     # uint64 [n + 1]
-        self.text_path = text_path
-        self._text = open(text_path, "rb")
+        self.folder = folder
+        self.columns = {name: np.fromfile(self._path(name), dtype=dtype) for name, dtype in _COLUMNS.items()}
+        n = len(self.columns["offset"])
+        if any(len(c) != n for c in self.columns.values()) or os.path.getsize(self._path("key_hash")) != 8 * n:
+            raise SourceError(f"the listing in {folder} is inconsistent (columns of different lengths)")
+        if n and int(self.columns["text_end"][-1]) != os.path.getsize(self._path("text")):
+            raise SourceError(f"the listing in {folder} is inconsistent (its text file has another length)")
+        self._text = open(self._path("text"), "rb")
+
+    def _path(self, name: str) -> str:
+        return os.path.join(self.folder, name)
 
     def __len__(self) -> int:
         return int(self.columns["offset"].shape[0])
@@ -80,9 +90,14 @@ class Listing:
     def __getstate__(self) -> dict:  # never pickled across processes: tasks get Records
         raise TypeError("a Listing stays in the coordinating process")
 
+    def key_hashes(self) -> np.ndarray:
+        """Every record's 64-bit key hash (read from disk: the caller holds it only while planning)."""
+        return np.fromfile(self._path("key_hash"), dtype=_KEY_HASH)
+
     def text(self, i: int) -> tuple[str, str]:
         """``(name, key)`` of record ``i`` (one pread of the local text file)."""
-        lo, hi = int(self.text_offsets[i]), int(self.text_offsets[i + 1])
+        ends = self.columns["text_end"]
+        lo, hi = (int(ends[i - 1]) if i else 0), int(ends[i])
         raw = os.pread(self._text.fileno(), hi - lo, lo).decode("utf-8", "surrogateescape")
         name, _, key = raw.partition("\0")
         return name, key
@@ -97,68 +112,62 @@ class Listing:
                               self.wnids[int(cols["wnid"][i])], name, key))
         return out
 
+    def _meta(self) -> bytes:
+        return msgpack.packb({"version": LISTING_VERSION, "records": len(self),
+                              "containers": [[c.url, c.kind, c.label] for c in self.containers],
+                              "wnids": list(self.wnids)}, use_bin_type=True)
+
     def digest(self) -> str:
-        """sha256 of everything the plan depends on: containers, wnids, columns and texts."""
-        h = hashlib.sha256()
-        h.update(msgpack.packb([[c.url, c.kind, c.label] for c in self.containers], use_bin_type=True))
-        h.update("\n".join(self.wnids).encode())
-        for name in _COLUMNS:
-            h.update(np.ascontiguousarray(self.columns[name]).tobytes())
-        h.update(self.text_offsets.tobytes())
-        with open(self.text_path, "rb") as f:
-            while chunk := f.read(8 << 20):
-                h.update(chunk)
+        """sha256 of everything the plan depends on: containers, wnids, columns, key hashes and texts."""
+        h = hashlib.sha256(self._meta())
+        for name in (*_COLUMNS, "key_hash", "text"):
+            with open(self._path(name), "rb") as f:
+                while chunk := f.read(8 << 20):
+                    h.update(chunk)
         return h.hexdigest()
 
     # -- persistence in the output's work area -----------------------------------------------------
     def save(self, store: Store, prefix: str) -> None:
-        """Write ``prefix.columns`` (msgpack) and ``prefix.text`` to ``store`` atomically."""
-        with open(self.text_path, "rb") as f:
-            store.put_file_atomic(f.name, f"{prefix}.text")
-        doc = {"version": LISTING_VERSION, "containers": [[c.url, c.kind, c.label] for c in self.containers],
-               "wnids": list(self.wnids), "text_offsets": self.text_offsets.astype("<u8").tobytes(),
-               **{name: np.ascontiguousarray(self.columns[name]).astype(np.dtype(dtype).newbyteorder("<")).tobytes()
-                  for name, dtype in _COLUMNS.items()}}
-        store.write_atomic(f"{prefix}.columns", msgpack.packb(doc, use_bin_type=True))
+        """Upload every file (streamed from disk), then ``prefix/meta``: its presence means complete."""
+        for name in (*_COLUMNS, "key_hash", "text"):
+            store.put_file_atomic(self._path(name), f"{prefix}/{name}")
+        store.write_atomic(f"{prefix}/meta", self._meta())
 
     @classmethod
     def load(cls, store: Store, prefix: str, work_dir: str) -> Listing:
-        """Read a saved listing back (its text file is copied into ``work_dir``)."""
+        """Download a saved listing into a new folder of ``work_dir`` and open it."""
         try:
-            doc = msgpack.unpackb(store.read(f"{prefix}.columns"), raw=False)
-            if doc.get("version") != LISTING_VERSION:
-                raise SourceError(f"listing {store.url_of(prefix)} has version {doc.get('version')!r}")
-            columns = {name: np.frombuffer(doc[name], dtype=np.dtype(dtype).newbyteorder("<")).astype(dtype)
-                       for name, dtype in _COLUMNS.items()}
-            offsets = np.frombuffer(doc["text_offsets"], dtype="<u8").astype(np.uint64)
-            containers = [Container(*c) for c in doc["containers"]]
+            meta = msgpack.unpackb(store.read(f"{prefix}/meta"), raw=False)
+            if meta.get("version") != LISTING_VERSION:
+                raise SourceError(f"listing {store.url_of(prefix)} has version {meta.get('version')!r}")
+            containers = [Container(*c) for c in meta["containers"]]
+            wnids = list(meta["wnids"])
         except (KeyError, TypeError, ValueError, msgpack.UnpackException) as exc:
             raise SourceError(f"the saved listing {store.url_of(prefix)} is unreadable ({exc}); "
                               "re-run with --overwrite") from None
-        fd, path = tempfile.mkstemp(prefix="listing-", suffix=".text", dir=work_dir)
-        with os.fdopen(fd, "wb") as out, store.open(f"{prefix}.text", "rb") as src:
-            while chunk := src.read(8 << 20):
-                out.write(chunk)
-        if os.path.getsize(path) != int(offsets[-1]) or any(len(c) != len(offsets) - 1 for c in columns.values()):
+        folder = tempfile.mkdtemp(prefix="listing-", dir=work_dir)
+        for name in (*_COLUMNS, "key_hash", "text"):
+            with open(os.path.join(folder, name), "wb") as out, store.open(f"{prefix}/{name}", "rb") as src:
+                while chunk := src.read(8 << 20):
+                    out.write(chunk)
+        listing = cls(containers, wnids, folder)
+        if len(listing) != meta["records"]:
             raise SourceError(f"the saved listing {store.url_of(prefix)} is inconsistent; re-run with --overwrite")
-        return cls(containers, doc["wnids"], columns, offsets, path)
+        return listing
 
 
 class ListingWriter:
-    """Accumulates records from sources into a :class:`Listing` (columns grow in chunks)."""
+    """Accumulates records from sources into a :class:`Listing` (columns appended to files in chunks)."""
 
     def __init__(self, work_dir: str) -> None:
-        fd, self._path = tempfile.mkstemp(prefix="listing-", suffix=".text", dir=work_dir)
-        self._text = os.fdopen(fd, "wb")
+        self.folder = tempfile.mkdtemp(prefix="listing-", dir=work_dir)
+        self._files = {name: open(os.path.join(self.folder, name), "wb") for name in (*_COLUMNS, "key_hash", "text")}
         self._text_end = 0
         self.containers: list[Container] = []
         self._container_ids: dict[tuple[str, str], int] = {}
         self._wnids: list[str] = []
         self._wnid_ids: dict[str, int] = {}
-        self._chunks: dict[str, list[np.ndarray]] = {name: [] for name in _COLUMNS}
-        self._offset_chunks: list[np.ndarray] = []
-        self._pending: dict[str, list[int]] = {name: [] for name in _COLUMNS}
-        self._pending_ends: list[int] = []
+        self._pending: dict[str, list[int]] = {name: [] for name in (*_COLUMNS, "key_hash")}
         self.count = 0
 
     def container(self, url: str, kind: str, label: str) -> int:
@@ -177,44 +186,31 @@ class ListingWriter:
         if "\0" in name or "\0" in key:
             raise SourceError(f"a record name or key holds a NUL character: {name!r}")
         text = f"{name}\0{key}".encode("utf-8", "surrogateescape")
-        self._text.write(text)
+        self._files["text"].write(text)
         self._text_end += len(text)
         p = self._pending
         p["container"].append(container)
         p["offset"].append(offset)
-        p["size"].append(size)
+        p["size"].append(int(size) if size == UNKNOWN_SIZE else min(int(size), int(_LARGEST_SIZE)))
         p["wnid"].append(wnid_id)
+        p["text_end"].append(self._text_end)
         p["key_hash"].append(key_hash(key))
-        self._pending_ends.append(self._text_end)
         self.count += 1
-        if len(self._pending_ends) >= _CHUNK:
+        if len(p["offset"]) >= _CHUNK:
             self._flush()
 
     def _flush(self) -> None:
-        for name, dtype in _COLUMNS.items():
-            if self._pending[name]:
-                self._chunks[name].append(np.asarray(self._pending[name], dtype=dtype))
+        for name, values in self._pending.items():
+            if values:
+                dtype = _KEY_HASH if name == "key_hash" else _COLUMNS[name]
+                self._files[name].write(np.asarray(values, dtype=dtype).tobytes())
                 self._pending[name] = []
-        if self._pending_ends:
-            self._offset_chunks.append(np.asarray(self._pending_ends, dtype=np.uint64))
-            self._pending_ends = []
 
     def finish(self) -> Listing:
         self._flush()
-        self._text.close()
-        columns = {name: (np.concatenate(chunks) if chunks else np.zeros(0, dtype=dtype))
-                   for (name, dtype), chunks in zip(_COLUMNS.items(), self._chunks.values())}
-        ends = np.concatenate(self._offset_chunks) if self._offset_chunks else np.zeros(0, np.uint64)
-        offsets = np.concatenate([np.zeros(1, np.uint64), ends])
-        self._chunks = {name: [] for name in _COLUMNS}
-        self._offset_chunks = []
-        return Listing(self.containers, self._wnids, columns, offsets, self._path)
+        for f in self._files.values():
+            f.close()
+        return Listing(self.containers, self._wnids, self.folder)
 
 
-def iter_chunks(n: int, size: int = _CHUNK) -> Iterator[tuple[int, int]]:
-    """``[lo, hi)`` chunks covering ``range(n)``."""
-    for lo in range(0, n, size):
-        yield lo, min(lo + size, n)
-
-
-__all__ = ["Container", "DAMAGED", "FOLDER", "TAR", "UNKNOWN_SIZE", "Listing", "ListingWriter", "Record", "iter_chunks"]
+__all__ = ["Container", "DAMAGED", "FOLDER", "TAR", "UNKNOWN_SIZE", "Listing", "ListingWriter", "Record"]

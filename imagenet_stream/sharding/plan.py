@@ -38,10 +38,14 @@ def key_hash(key: str) -> int:
     return int.from_bytes(hashlib.blake2b(key.encode("utf-8"), digest_size=8).digest(), "little")
 
 
+#: The listing's "size unknown until read" marker (its sizes are uint32).
+UNKNOWN = np.iinfo(np.uint32).max
+
+
 def planned_bytes(sizes: np.ndarray) -> np.ndarray:
     """Estimated tar bytes of each sample from its source size (unknown sizes count as 0)."""
-    sizes = np.asarray(sizes, dtype=np.uint64)
-    known = np.where(sizes == np.iinfo(np.uint64).max, 0, sizes).astype(np.int64)
+    sizes = np.asarray(sizes).astype(np.int64)
+    known = np.where(sizes == UNKNOWN, 0, sizes)
     return -(-known // _BLOCK) * _BLOCK + SAMPLE_OVERHEAD
 
 
@@ -49,7 +53,7 @@ def planned_bytes(sizes: np.ndarray) -> np.ndarray:
 class ShardPlan:
     """``records[shard_starts[s]:shard_starts[s+1]]`` are shard ``s``'s listing indices, in order."""
 
-    records: np.ndarray           # int64: listing indices in plan order (kept records only)
+    records: np.ndarray           # uint32 (or uint64): listing indices in plan order (kept records only)
     shard_starts: np.ndarray      # int64 [num_shards + 1]
     left_out: np.ndarray          # int64: listing indices outside the class space
     renamed: dict[int, str] = field(default_factory=dict)  # plan position -> its deduplicated key
@@ -70,50 +74,55 @@ class ShardPlan:
 
 def cut_shards(sizes_in_plan_order: np.ndarray, shard_size: int, max_shard_bytes: int) -> np.ndarray:
     """Shard start positions ``[0, ..., n]``: greedy, at most ``shard_size`` records and
-    ``max_shard_bytes`` planned bytes per shard (a lone record over the limit still gets one)."""
+    ``max_shard_bytes`` planned bytes per shard (a lone record over the limit still gets one).
+
+    Works one shard's window at a time, so its memory is a shard's, not the listing's.
+    """
     if shard_size < 1 or max_shard_bytes < 1:
         raise ConfigError(f"shard_size and max_shard_bytes must be >= 1, got {shard_size}, {max_shard_bytes}")
-    n = len(sizes_in_plan_order)
+    sizes = sizes_in_plan_order
+    n = len(sizes)
     budget = max_shard_bytes - 2 * _BLOCK  # the end-of-archive blocks
-    cum = np.concatenate([np.zeros(1, np.int64), np.cumsum(planned_bytes(sizes_in_plan_order))])
     starts = [0]
     lo = 0
     while lo < n:
-        by_bytes = int(np.searchsorted(cum, cum[lo] + budget, side="right")) - 1
-        hi = min(lo + shard_size, max(by_bytes, lo + 1), n)
+        window = np.cumsum(planned_bytes(sizes[lo:lo + shard_size]))
+        hi = lo + max(1, int(np.searchsorted(window, budget, side="right")))
         # the closed tar is padded to a whole record: step back while that padding overflows
-        while hi - lo > 1 and -(-(int(cum[hi] - cum[lo]) + 2 * _BLOCK) // _RECORD) * _RECORD > max_shard_bytes:
+        while hi - lo > 1 and -(-(int(window[hi - lo - 1]) + 2 * _BLOCK) // _RECORD) * _RECORD > max_shard_bytes:
             hi -= 1
         starts.append(hi)
         lo = hi
     return np.asarray(starts, dtype=np.int64)
 
 
-def dedupe_keys(key_hashes: np.ndarray, key_of: Callable[[int], str]) -> dict[int, str]:
+def dedupe_keys(key_hashes: np.ndarray, records: np.ndarray, key_of: Callable[[int], str]) -> dict[int, str]:
     """New keys for the plan positions whose key is already taken earlier in plan order.
 
-    ``key_hashes`` are in plan order; ``key_of(position)`` gives a key (called only for positions
-    whose hash is shared, so memory stays one hash per record).
+    ``key_hashes`` are in listing order, ``records`` the listing indices in plan order; ``key_of``
+    (listing index -> key) is called only for records whose hash is shared. Memory: one sorted copy
+    of the hashes.
     """
-    n = len(key_hashes)
+    n = len(records)
     if n < 2:
         return {}
-    order = np.argsort(key_hashes, kind="stable")  # equal hashes stay in plan order
-    sorted_hashes = key_hashes[order]
-    dup = np.flatnonzero(sorted_hashes[1:] == sorted_hashes[:-1])
-    if dup.size == 0:
+    planned = np.sort(key_hashes[records])
+    dup_values = np.unique(planned[1:][planned[1:] == planned[:-1]])
+    if dup_values.size == 0:
         return {}
-    shared = np.unique(np.concatenate([order[dup], order[dup + 1]]))
+    shared = np.isin(key_hashes, dup_values)  # one byte a record
+    positions = np.flatnonzero(shared[records])  # plan positions, ascending
+    del shared
+
+    def listed(h: int) -> bool:
+        i = int(np.searchsorted(planned, np.uint64(h)))
+        return i < n and int(planned[i]) == h
+
     taken_hashes = set()
     renamed: dict[int, str] = {}
     seen: dict[str, int] = {}
-
-    def listed(h: int) -> bool:
-        i = int(np.searchsorted(sorted_hashes, np.uint64(h)))
-        return i < n and int(sorted_hashes[i]) == h
-
-    for position in sorted(shared.tolist()):
-        key = key_of(position)
+    for position in positions.tolist():
+        key = key_of(int(records[position]))
         if key not in seen:
             seen[key] = position
             continue
@@ -135,15 +144,18 @@ def make_plan(wnid_ids: np.ndarray, in_space: np.ndarray, sizes: np.ndarray, key
     """The plan of a listing given as columns (see the module docstring).
 
     ``in_space[w]`` says whether wnid id ``w`` is in the class space; ``key_of(i)`` gives the key of
-    listing record ``i``.
+    listing record ``i``. Indices are uint32 when the listing has fewer than 2**32 records.
     """
     wnid_ids = np.asarray(wnid_ids)
     keep = np.asarray(in_space, dtype=bool)[wnid_ids] if wnid_ids.size else np.zeros(0, bool)
-    kept = np.flatnonzero(keep).astype(np.int64)
+    index_type = np.uint32 if len(keep) < np.iinfo(np.uint32).max else np.uint64
+    kept = np.flatnonzero(keep).astype(index_type)
     left_out = np.flatnonzero(~keep).astype(np.int64)
-    records = kept[np.random.default_rng([seed, 0]).permutation(kept.size)]
+    del keep
+    records = np.random.default_rng([seed, 0]).permutation(kept)
+    del kept
     starts = cut_shards(np.asarray(sizes)[records], shard_size, max_shard_bytes)
-    renamed = dedupe_keys(np.asarray(key_hashes)[records], lambda p: key_of(int(records[p])))
+    renamed = dedupe_keys(np.asarray(key_hashes), records, key_of)
     records.setflags(write=False)
     return ShardPlan(records=records, shard_starts=starts, left_out=left_out, renamed=renamed)
 

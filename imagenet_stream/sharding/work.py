@@ -2,7 +2,8 @@
 
 ``run.json``  the run: its key (sources and every output-affecting option), the plan's hash, when it
               started (the manifest's ``created``), the listing's digest and how far it got
-``listing.columns`` / ``listing.text``  the listing (:mod:`.listing`), until the run is finalized
+``listing/``  the listing (:mod:`.listing`), column files and their ``meta`` (written last), until
+              the run is finalized
 ``done/<plan>/PREFIX-NNNNNN.msgpack``   done-markers of that plan (:mod:`.markers`)
 ``staging/``  uncompressed inner tars of compressed sources (when ``--staging`` is not given)
 
@@ -60,8 +61,7 @@ class WorkArea:
         return f"{self.done_folder(plan_hash)}/{shard.rsplit('.', 1)[0]}.msgpack"
 
     def remove_listing(self) -> None:
-        for suffix in (".columns", ".text"):
-            self.store.remove_if_exists(f"{LISTING_PREFIX}{suffix}")
+        self.store.remove_tree(LISTING_PREFIX)
 
     def load_state(self) -> RunState | None:
         try:

@@ -92,8 +92,11 @@ def test_cut_shards_by_bytes_and_count() -> None:
 
 def test_dedupe_keys_suffixes_later_uses_and_avoids_taken_names() -> None:
     keys = ["a", "b", "a", "a-1", "a"]
-    renamed = dedupe_keys(np.array([key_hash(k) for k in keys], np.uint64), lambda p: keys[p])
+    hashes = np.array([key_hash(k) for k in keys], np.uint64)
+    renamed = dedupe_keys(hashes, np.arange(5, dtype=np.uint32), lambda i: keys[i])
     assert renamed == {2: "a-2", 4: "a-3"}  # "a-1" is a listed key of its own
+    backwards = dedupe_keys(hashes, np.arange(5, dtype=np.uint32)[::-1], lambda i: keys[i])
+    assert backwards == {2: "a-2", 4: "a-3"}  # plan positions: the record of listing index 0 comes last
 
 
 # -- duplicates across shards -------------------------------------------------------------------------
@@ -158,12 +161,13 @@ def test_the_listing_round_trips_through_storage(tmp_path: Path) -> None:
     store = Store(str(tmp_path / "out"))
     listing.save(store, ".imagenet-stream/listing")
     back = Listing.load(store, ".imagenet-stream/listing", str(tmp_path))
+    assert np.array_equal(back.key_hashes(), listing.key_hashes())
     assert len(back) == 70_000 and back.containers == listing.containers and back.wnids == listing.wnids
     assert back.digest() == listing.digest()
     rec = back.records(np.array([69_999, 0]))
     assert (rec[0].container, rec[0].offset, rec[0].size, rec[0].key) == (tar, 69_999 * 512, 70_999, "x_69999")
     assert (rec[1].name, rec[1].wnid) == ("n00000000/x_0.JPEG", "n00000000")
-    (tmp_path / "out" / ".imagenet-stream" / "listing.text").write_bytes(b"short")
+    (tmp_path / "out" / ".imagenet-stream" / "listing" / "text").write_bytes(b"short")
     with pytest.raises(Exception, match="inconsistent"):
         Listing.load(store, ".imagenet-stream/listing", str(tmp_path))
 

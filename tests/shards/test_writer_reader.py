@@ -99,3 +99,14 @@ def test_empty_shard() -> None:
     data, info = write([], [])
     assert info.num_samples == 0 and info.side_index.offsets.tolist() == [0]
     assert list(iter_samples(data)) == [] and np.asarray(info.side_index.labels).size == 0
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.text(alphabet="abcXYZ019_-", min_size=1, max_size=90), st.sampled_from(["jpg", "cls", "msgpack"]),
+       st.integers(0, 8 ** 11 - 1), st.integers(0, 8 ** 11 - 1))
+def test_member_headers_are_the_bytes_tarfile_writes(key: str, ext: str, size: int, mtime: int) -> None:
+    from imagenet_stream.shards.writer import member_header
+
+    info = tarfile.TarInfo(f"{key}.{ext}")
+    info.size, info.mtime, info.mode, info.uname, info.gname = size, mtime, 0o444, "", ""
+    assert member_header(f"{key}.{ext}", size, mtime) == info.tobuf(tarfile.USTAR_FORMAT, "ascii", "strict")

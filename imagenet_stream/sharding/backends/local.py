@@ -42,7 +42,13 @@ class TaskFailed(ImageNetStreamError, RuntimeError):
 
 def _context() -> multiprocessing.context.BaseContext:
     methods = multiprocessing.get_all_start_methods()
-    return multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
+    if "forkserver" not in methods:
+        return multiprocessing.get_context("spawn")
+    ctx = multiprocessing.get_context("forkserver")
+    # the forkserver imports the task's modules (Pillow, numpy, fsspec) once; each worker it forks
+    # starts with them loaded instead of importing them again
+    ctx.set_forkserver_preload(["imagenet_stream.sharding.task"])
+    return ctx
 
 
 def _watch(alive: Connection) -> None:
