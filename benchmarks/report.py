@@ -110,6 +110,7 @@ def find(entries: Sequence[Entry], kind: str, workers: int, name_part: str = "",
 
 
 PEER_KINDS = ("litdata", "mosaic")
+CONTROL = "ours-peers-venv"  # ImageNetStream local run in the peers' venv (their torch, their RSS baseline)
 
 
 def _faster_peer(entries: Sequence[Entry], workers: int, transform: str) -> tuple[Entry | None, str]:
@@ -152,6 +153,15 @@ def ratio_lines(entries: Sequence[Entry], limit_per_core: float, cores: int,
             x = r["img_s"] / best.result["img_s"]
             out.append(f"  - vs the faster peer on the same TrainTransform, rows (b) ({listed} img/s): "
                        f"{x:.2f}× (target ≥ 1.3×: {_check(x, 1.3)})")
+            control = find(entries, CONTROL, w)
+            if control is not None and control.result is not None:
+                out.append(f"    - the same in one venv (ImageNetStream run in the peers' venv, "
+                           f"{control.result['img_s']:,.0f} img/s): "
+                           f"{control.result['img_s'] / best.result['img_s']:.2f}×")
+            headroom = row_limit(best.result, limit_per_core) * cores_used(w, cores) / best.result["img_s"]
+            if headroom >= 1.0:  # (below 1 the epochs were too short to time: --quick)
+                out.append(f"    - the faster (b) peer runs at {1 / headroom:.2f}× the bare limit, so a "
+                           f"loader with the same transform can be at most {headroom:.2f}× faster")
         best, listed = _faster_peer(entries, w, "stock")
         if best is not None and best.result is not None:
             out.append(f"  - vs the faster peer on its users' stock PIL + torchvision path, rows (a) "
@@ -227,7 +237,8 @@ def peer_lines(entries: Sequence[Entry], info: dict[str, Any], skipped: dict[str
               "| main RSS after imports MB | TTFB s | import s |",
               "|---|---:|---:|---:|---:|---:|---:|---:|"]
     for e in entries:
-        if e.result is None or not (e.kind in PEER_KINDS or (e.kind == "ours" and "local" in e.name)):
+        listed = e.kind in (*PEER_KINDS, CONTROL) or (e.kind == "ours" and "local" in e.name)
+        if e.result is None or not listed:
             continue
         r = e.result
         per_image = 1e3 / r["img_per_cpu_s"] if r["img_per_cpu_s"] else float("nan")

@@ -44,7 +44,7 @@ import imagenet_stream  # noqa: E402
 import report  # noqa: E402
 import workload  # noqa: E402
 from loaders import OPTIONAL  # noqa: E402
-from report import Entry  # noqa: E402
+from report import CONTROL, Entry  # noqa: E402
 
 DEFAULT_RESULTS = HERE / "RESULTS.md"
 DEFAULT_PEERS_PYTHON = HERE.parent / ".venv-peers" / "bin" / "python"
@@ -52,6 +52,7 @@ PEERS = {"litdata": "LitData", "mosaic": "MosaicML streaming"}
 # (transform, row label): (b) is the same transform as ImageNetStream's (the 1.3x target), (a) the peers'
 # users' stock path, shown beside it.
 PEER_TRANSFORMS = (("ours", "(b) TrainTransform"), ("stock", "(a) stock PIL+torchvision"))
+PEERS_VENV_NAME = "peers' venv"  # the control row: ImageNetStream in the peers' python (their torch)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -267,12 +268,14 @@ def main(argv: list[str] | None = None) -> int:
                 plans.append(("webdataset stock", "webdataset", {"shards": shard_paths}))
             if "folder" in args.only:
                 plans.append(("ImageFolder-style", "folder", {"paths": images.paths, "wnids": images.wnids}))
+            if peer_kinds and "ours" in args.only:  # the control: ImageNetStream in the peers' venv
+                plans.append((f"ImageNetStream local, {PEERS_VENV_NAME}", "ours", {"url": str(shards_dir)}))
             for kind in peer_kinds:
                 for transform, label in PEER_TRANSFORMS:
                     plans.append((f"{PEERS[kind]} {label}", kind,
                                   {"data": conversions[kind]["dir"], "transform": transform}))
             for name, kind, extra in plans:
-                leak = kind in ("ours", "webdataset") and "S3" not in name
+                leak = kind in ("ours", "webdataset") and "S3" not in name and PEERS_VENV_NAME not in name
                 spec = {**base, **extra, "kind": kind, "workers": w,
                         "epochs": epochs if leak else args.epochs,
                         "bare_images": bare_images, "bare_seconds": args.seconds / 2}
@@ -281,6 +284,8 @@ def main(argv: list[str] | None = None) -> int:
                     with _scratch(work, kind) as scratch:
                         result_ = run_child({**spec, "scratch": scratch}, work, args.peers_python)
                     entries.append(Entry(name, kind, w, result_, transform=extra["transform"]))
+                elif PEERS_VENV_NAME in name:
+                    entries.append(Entry(name, CONTROL, w, run_child(spec, work, args.peers_python)))
                 else:
                     entries.append(Entry(name, kind, w, run_child(spec, work)))
     finally:
