@@ -99,6 +99,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         args.only -= set(PEERS)
     if args.peers_python is None and DEFAULT_PEERS_PYTHON.exists():
         args.peers_python = str(DEFAULT_PEERS_PYTHON)
+    if args.peers_python:  # absolute (children run in benchmarks/), not resolved: a venv python is a link
+        args.peers_python = os.path.abspath(args.peers_python)
     if args.results is None and not quick:
         args.results = str(DEFAULT_RESULTS)
     return args
