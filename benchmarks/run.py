@@ -14,10 +14,10 @@ LitData and MosaicML streaming, each with our TrainTransform and with its users'
 torchvision path; then the bare limit again. Prints the table and the ratios, and writes them to
 benchmarks/RESULTS.md (full runs) or --results.
 
-The peers run in the python of their own venv (--peers-python, default .venv-peers/bin/python
-when it exists; `make bench-peers` makes it): PyPI's torchvision, which `import streaming` loads,
-needs a CUDA torch build, so they cannot share the main venv's CPU torch. Without that venv they
-are listed as skipped.
+The peers run only when asked, in the python of their own venv (--peers-python; `make
+bench-peers` makes .venv-peers and passes it): PyPI's torchvision, which `import streaming` loads,
+needs a CUDA torch build, so they cannot share the main venv's CPU torch. Without --peers-python
+they are listed as skipped, so `make bench` and the test suite's smoke run never start them.
 """
 from __future__ import annotations
 
@@ -73,9 +73,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--no-s3", action="store_true", help="skip the S3 contender")
     p.add_argument("--only", help="comma-separated contender kinds to run "
                                   "(ours,ours-s3,webdataset,folder,litdata,mosaic)")
-    p.add_argument("--peers-python", default=os.environ.get("IMAGENET_STREAM_PEERS_PYTHON"),
-                   help="python of the peers' venv (LitData, MosaicML streaming; default: "
-                        f"{DEFAULT_PEERS_PYTHON.relative_to(HERE.parent)} when it exists)")
+    p.add_argument("--peers-python", metavar="PYTHON",
+                   help="run LitData and MosaicML streaming too, in this python (their venv: `make "
+                        f"bench-peers` makes {DEFAULT_PEERS_PYTHON.relative_to(HERE.parent)}); without it "
+                        "they are listed as skipped")
     p.add_argument("--no-peers", action="store_true", help="skip LitData and MosaicML streaming")
     p.add_argument("--results", help="write the run into this markdown file (default: benchmarks/RESULTS.md "
                                      "for full runs, nothing for --quick)")
@@ -97,8 +98,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         args.only.discard("ours-s3")
     if args.no_peers:
         args.only -= set(PEERS)
-    if args.peers_python is None and DEFAULT_PEERS_PYTHON.exists():
-        args.peers_python = str(DEFAULT_PEERS_PYTHON)
     if args.peers_python:  # absolute (children run in benchmarks/), not resolved: a venv python is a link
         args.peers_python = os.path.abspath(args.peers_python)
     if args.results is None and not quick:
@@ -156,7 +155,7 @@ def peers_setup(args: argparse.Namespace, images: workload.ImageSet, work: Path,
         return info, skipped, {}, {}
     python = args.peers_python
     if not python or not Path(python).exists():
-        reason = ("no peers venv (`make bench-peers` makes .venv-peers)" if not python
+        reason = ("not requested (`make bench-peers` runs them)" if not python
                   else f"--peers-python {python} not found")
         return info, dict.fromkeys(wanted, reason), {}, {}
     try:
