@@ -170,7 +170,8 @@ class SampleFn:
 
 # --------------------------------------------------------------------------- builders (measure.py)
 def build_litdata(spec: dict[str, Any]) -> tuple[Any, Callable[[int], None]]:
-    """``data`` (optimize's output), ``scratch`` (fresh cache dir), ``transform``, ``workers``, ``batch_size``.
+    """``data`` (optimize's output), ``scratch`` (fresh cache dir), ``transform``, ``workers``,
+    ``batch_size``.
 
     LitData's own ``StreamingDataLoader`` (a torch DataLoader that tells the dataset its epoch).
     """
@@ -254,8 +255,8 @@ def verify(spec: dict[str, Any]) -> dict[str, Any]:
                 if not 0 <= index < len(paths):
                     problems.append(f"epoch {epoch}: position {index} out of range")
                 elif label != labels[index] or crc != crcs[index]:
-                    problems.append(f"epoch {epoch}: position {index} has label {label} (want {labels[index]})"
-                                    f"{'' if crc == crcs[index] else ', other bytes'}")
+                    problems.append(f"epoch {epoch}: position {index} has label {label} "
+                                    f"(want {labels[index]}){'' if crc == crcs[index] else ', other bytes'}")
         counts = np.bincount(np.asarray(seen, dtype=np.int64), minlength=len(paths)) if seen else \
             np.zeros(len(paths), dtype=np.int64)
         missing, repeated = int((counts == 0).sum()), int((counts > 1).sum())
