@@ -9,7 +9,7 @@ DEMO_OUT ?= demo-data
 CROSSCHECK := .cache/crosscheck
 TIMM_VERSION ?= 1.0.31
 
-.PHONY: demo test install clean bench crosscheck-data
+.PHONY: demo test install clean bench crosscheck-data bench-peers
 
 # libjpeg-turbo's headers let the editable install build the native JPEG region decoder (setup.py);
 # without them everything still installs and decodes with Pillow. apt-get only as root, best effort.
@@ -46,6 +46,22 @@ test: $(STAMP) crosscheck-data
 
 bench: $(STAMP)
 	$(PY) benchmarks/run.py
+
+# The benchmark with LitData and MosaicML streaming beside the others. They need their own venv: PyPI's
+# torchvision (`import streaming` loads it) needs a CUDA torch build (it runs on CPU; ~5.5 GB), and the
+# main venv keeps its CPU torch. Never part of `make test` or CI. Pins: benchmarks/peers-constraints.txt.
+# The project is installed there too (editable); the harness also puts this checkout first on its path.
+PEERS_VENV ?= .venv-peers
+PEERS_PINS := benchmarks/peers-constraints.txt
+BENCH_ARGS ?=
+bench-peers: $(STAMP)
+	@[ $(PEERS_VENV)/.installed -nt $(PEERS_PINS) ] && [ $(PEERS_VENV)/.installed -nt pyproject.toml ] || { \
+	  $(PYTHON) -m venv $(PEERS_VENV) && \
+	  $(PEERS_VENV)/bin/python -m pip install --quiet --upgrade pip && \
+	  $(PEERS_VENV)/bin/python -m pip install --quiet -c $(PEERS_PINS) \
+	    torch torchvision litdata mosaicml-streaming -e . && \
+	  touch $(PEERS_VENV)/.installed; }
+	$(PY) benchmarks/run.py --peers-python $(PEERS_VENV)/bin/python $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) $(DEMO_OUT) build *.egg-info .cache imagenet_stream/streaming/_jpegroi*.so

@@ -8,8 +8,9 @@ receive a decoded PIL image and apply :func:`pil_train`, torchvision's
 not installed here; the crop parameters come from the same ``random_resized_crop_params``).
 
 A contender is described by a JSON-able ``spec`` dict, so that :mod:`measure` can build it in a
-fresh process: ``kind`` (``ours`` | ``webdataset`` | ``folder``),
-``workers``, ``batch_size`` and the kind's own keys (documented on each builder).
+fresh process: ``kind`` (``ours`` | ``webdataset`` | ``folder`` | ``litdata`` | ``mosaic``),
+``workers``, ``batch_size`` and the kind's own keys (documented on each builder). The peers
+(``litdata``, ``mosaic``) are built by :mod:`peers` and run in their own venv (``.venv-peers``).
 """
 from __future__ import annotations
 
@@ -28,6 +29,15 @@ from imagenet_stream.streaming.decode import random_resized_crop_params
 SIZE = 224
 WDS_SHUFFLE = 1000  # the sample shuffle buffer of webdataset's documented examples
 OPTIONAL = {"litdata": "litdata", "mosaic": "streaming"}  # contender -> module it needs
+# The libraries each contender imports, imported by measure.py before its clock starts (timed apart:
+# ``import streaming`` alone takes seconds, it imports transformers and torchvision).
+LIBRARIES: dict[str, tuple[str, ...]] = {
+    "ours": ("imagenet_stream.streaming",),
+    "webdataset": ("webdataset",),
+    "folder": (),
+    "litdata": ("litdata", "torchvision.transforms"),
+    "mosaic": ("streaming", "torchvision.transforms"),
+}
 
 
 class _ProcessRng:
@@ -114,10 +124,19 @@ def build_folder(spec: dict[str, Any]) -> tuple[DataLoader, Callable[[int], None
     return _loader(FolderDataset(samples, pil_train), spec, shuffle=True), lambda epoch: None
 
 
+def build_peer(spec: dict[str, Any]) -> tuple[DataLoader, Callable[[int], None]]:
+    """``litdata`` | ``mosaic``: see :mod:`peers` (their own venv, their own conversion of the images)."""
+    import peers
+
+    return peers.BUILDERS[spec["kind"]](spec)
+
+
 BUILDERS: dict[str, Callable[[dict[str, Any]], tuple[DataLoader, Callable[[int], None]]]] = {
     "ours": build_ours,
     "webdataset": build_webdataset,
     "folder": build_folder,
+    "litdata": build_peer,
+    "mosaic": build_peer,
 }
 
 

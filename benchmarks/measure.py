@@ -5,14 +5,16 @@ and starts every loader cold. Spec kinds:
 
 * ``bare``: ``bare_limit`` (benchmarks/decode_limit.py) over ``images`` files' bytes for ``seconds``,
   for our ``TrainTransform``, the stock full-decode PIL path and the full decode alone.
-* anything in :data:`loaders.BUILDERS`: iterate the DataLoader for ``epochs`` epochs (persistent
-  workers) and report time to first batch, throughput after the first batch, CPU seconds of the
+* anything in :data:`loaders.BUILDERS`: import the contender's libraries (timed apart, ``import_s``),
+  iterate the DataLoader for ``epochs`` epochs (persistent workers) and report time to first batch
+  (from building the dataset to its first batch), throughput after the first batch, CPU seconds of the
   whole process tree, its peak RSS, and every process's RSS at the end of each epoch; then, with
   ``bare_images``, the bare limit again in this process (``bare``), so each contender has a limit
   measured right beside it (load from other processes drifts over a run).
 """
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import sys
@@ -45,8 +47,12 @@ def measure_loader(spec: dict[str, Any]) -> dict[str, Any]:
     pipeline at every epoch: about one batch per worker, a fixed cost that a real ImageNet epoch
     of 1.28 M images amortizes and a benchmark epoch of a few thousand does not).
     """
-    from loaders import BUILDERS
+    from loaders import BUILDERS, LIBRARIES
 
+    t_import = time.perf_counter()
+    for module in LIBRARIES.get(spec["kind"], ()):
+        importlib.import_module(module)
+    import_s = time.perf_counter() - t_import
     me = os.getpid()
     epochs = int(spec["epochs"])
     with procstat.PeakSampler(me, interval=0.05) as sampler:
@@ -103,6 +109,7 @@ def measure_loader(spec: dict[str, Any]) -> dict[str, Any]:
         "epochs": epochs,
         "bare": bare,
         "first_batch_s": first_batch_s,
+        "import_s": import_s,
         "img_s": inside / inside_s if inside_s > 0 else 0.0,
         "img_s_overall": after_first / (t_end - t_first) if t_end > t_first else 0.0,
         "cpu_s": cpu_end - cpu_first,

@@ -3,23 +3,35 @@
     python benchmarks/run.py                  # generated ImageNet-like images, ~3-5 min on 2 cores
     python benchmarks/run.py --quick          # smoke run, < 60 s
     python benchmarks/run.py --images DIR     # a real DIR/<wnid>/*.JPEG tree (--count images of it)
+    make bench-peers                          # the same with LitData and MosaicML streaming (their venv)
 
-Measures, in this order: the sharder (images/s) against the bare verify cost; the bare decode
-limit (one process, our TrainTransform on the JPEG bytes in a loop; also two processes at once);
-then every contender in a fresh process: ImageNetStream from the local folder and from a local S3
-server, webdataset's stock pipeline, an ImageFolder-style map dataset; then the bare limit again.
-Prints the table and the ratios, and writes them to benchmarks/RESULTS.md (full runs) or --results.
+Measures, in this order: the sharder (images/s) against the bare verify cost; the peers'
+conversions of the same files (LitData's optimize, MosaicML's MDSWriter) and their exactly-once
+check; the bare decode limit (one process, our TrainTransform on the JPEG bytes in a loop; also two
+processes at once); then every contender in a fresh process: ImageNetStream from the local folder
+and from a local S3 server, webdataset's stock pipeline, an ImageFolder-style map dataset, and
+LitData and MosaicML streaming, each with our TrainTransform and with its users' stock PIL +
+torchvision path; then the bare limit again. Prints the table and the ratios, and writes them to
+benchmarks/RESULTS.md (full runs) or --results.
+
+The peers run only when asked, in the python of their own venv (--peers-python; `make
+bench-peers` makes .venv-peers and passes it): PyPI's torchvision, which `import streaming` loads,
+needs a CUDA torch build, so they cannot share the main venv's CPU torch. Without --peers-python
+they are listed as skipped, so `make bench` and the test suite's smoke run never start them.
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import shlex
+import shutil
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
 from pathlib import Path
@@ -28,12 +40,19 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
+import imagenet_stream  # noqa: E402
 import report  # noqa: E402
 import workload  # noqa: E402
-from loaders import OPTIONAL, available  # noqa: E402
-from report import Entry  # noqa: E402
+from loaders import OPTIONAL  # noqa: E402
+from report import CONTROL, Entry  # noqa: E402
 
 DEFAULT_RESULTS = HERE / "RESULTS.md"
+DEFAULT_PEERS_PYTHON = HERE.parent / ".venv-peers" / "bin" / "python"
+PEERS = {"litdata": "LitData", "mosaic": "MosaicML streaming"}
+# (transform, row label): (b) is the same transform as ImageNetStream's (the 1.3x target), (a) the peers'
+# users' stock path, shown beside it.
+PEER_TRANSFORMS = (("ours", "(b) TrainTransform"), ("stock", "(a) stock PIL+torchvision"))
+PEERS_VENV_NAME = "peers' venv"  # the control row: ImageNetStream in the peers' python (their torch)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -52,7 +71,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--work", default=os.path.join(tempfile.gettempdir(), "imagenet-stream-bench"),
                    help="scratch folder; generated images are cached there (default: %(default)s)")
     p.add_argument("--no-s3", action="store_true", help="skip the S3 contender")
-    p.add_argument("--only", help="comma-separated contender kinds to run (ours,ours-s3,webdataset,folder)")
+    p.add_argument("--only", help="comma-separated contender kinds to run "
+                                  "(ours,ours-s3,webdataset,folder,litdata,mosaic)")
+    p.add_argument("--peers-python", metavar="PYTHON",
+                   help="run LitData and MosaicML streaming too, in this python (their venv: `make "
+                        f"bench-peers` makes {DEFAULT_PEERS_PYTHON.relative_to(HERE.parent)}); without it "
+                        "they are listed as skipped")
+    p.add_argument("--no-peers", action="store_true", help="skip LitData and MosaicML streaming")
     p.add_argument("--results", help="write the run into this markdown file (default: benchmarks/RESULTS.md "
                                      "for full runs, nothing for --quick)")
     p.add_argument("--quick", action="store_true", help="small smoke run (< 60 s)")
@@ -67,9 +92,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         args.workers = [int(w) for w in args.workers.split(",")]
     else:
         args.workers = [min(2, cores)] if quick else list(range(cores + 1))
-    args.only = set(args.only.split(",")) if args.only else {"ours", "ours-s3", "webdataset", "folder"}
+    args.only = set(args.only.split(",")) if args.only else {"ours", "ours-s3", "webdataset", "folder",
+                                                             *PEERS}
     if args.no_s3:
         args.only.discard("ours-s3")
+    if args.no_peers:
+        args.only -= set(PEERS)
+    if args.peers_python:  # absolute (children run in benchmarks/), not resolved: a venv python is a link
+        args.peers_python = os.path.abspath(args.peers_python)
     if args.results is None and not quick:
         args.results = str(DEFAULT_RESULTS)
     return args
@@ -82,18 +112,91 @@ def log(message: str) -> None:
     print(f"[{time.perf_counter() - _T0:6.1f}s] {message}", file=sys.stderr, flush=True)
 
 
-def run_child(spec: dict[str, Any], work: Path) -> dict[str, Any]:
-    """Run benchmarks/measure.py on ``spec`` in a fresh interpreter; return its JSON result."""
-    path = work / f"spec-{os.getpid()}-{time.monotonic_ns()}.json"
-    path.write_text(json.dumps(spec))
+def run_child(spec: dict[str, Any] | None, work: Path, python: str | None = None,
+              command: tuple[str, ...] = ("measure.py",)) -> dict[str, Any]:
+    """Run ``benchmarks/<command> [SPEC.json]`` in a fresh interpreter (``python``: this one unless
+    given); return the JSON of its last output line."""
+    argv = [python or sys.executable, str(HERE / command[0]), *command[1:]]
+    path = None
+    if spec is not None:
+        path = work / f"spec-{os.getpid()}-{time.monotonic_ns()}.json"
+        path.write_text(json.dumps(spec))
+        argv.append(str(path))
+    env = None
+    if python is not None:  # a peer's venv: the same imagenet_stream as this harness, no PyPI check
+        pythonpath = os.pathsep.join(p for p in (_PROJECT_ROOT, os.environ.get("PYTHONPATH")) if p)
+        env = {**os.environ, "PYTHONPATH": pythonpath, "LITDATA_DISABLE_VERSION_CHECK": "1"}
     try:
-        proc = subprocess.run([sys.executable, str(HERE / "measure.py"), str(path)], capture_output=True,
-                              text=True, cwd=HERE, check=False)
+        proc = subprocess.run(argv, capture_output=True, text=True, cwd=HERE, check=False, env=env)
     finally:
-        path.unlink()
+        if path is not None:
+            path.unlink()
+    what = " ".join(command) + (f" {spec['kind']}" if spec and "kind" in spec else "")
     if proc.returncode != 0:
-        raise RuntimeError(f"measure.py {spec['kind']} failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
+        raise RuntimeError(f"{what} failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
     return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+# The checkout whose imagenet_stream this harness runs (PYTHONPATH or the editable install): the peers' venv
+# gets the same one on its PYTHONPATH.
+_PROJECT_ROOT = str(Path(imagenet_stream.__file__).resolve().parent.parent)
+
+
+def peers_setup(args: argparse.Namespace, images: workload.ImageSet, work: Path,
+                cores: int) -> tuple[dict[str, Any], dict[str, str], dict[str, Any], dict[str, Any]]:
+    """The peers' versions, why any is skipped, their conversions of ``images`` and the exactly-once check.
+
+    Returns ``(info, skipped, conversions, verified)``; a peer in ``skipped`` (kind -> reason) is not run.
+    """
+    wanted = [k for k in PEERS if k in args.only]
+    skipped: dict[str, str] = {}
+    info: dict[str, Any] = {}
+    if not wanted:
+        return info, skipped, {}, {}
+    python = args.peers_python
+    if not python or not Path(python).exists():
+        reason = ("not requested (`make bench-peers` runs them)" if not python
+                  else f"--peers-python {python} not found")
+        return info, dict.fromkeys(wanted, reason), {}, {}
+    try:
+        info = run_child(None, work, python, ("peers.py", "info"))
+    except RuntimeError as exc:
+        log(f"peers: {exc}")
+        return info, dict.fromkeys(wanted, f"{python} cannot run benchmarks/peers.py"), {}, {}
+    errors = info.get("errors", {})
+    for kind, module in OPTIONAL.items():
+        if kind in wanted and (module in errors or "torchvision" in errors):
+            error = errors.get(module) or errors["torchvision"]
+            skipped[kind] = f"`import {module}` failed in {python}: {error}"
+    if info.get("imagenet_stream") != str(Path(_PROJECT_ROOT, "imagenet_stream")):
+        log(f"peers: WARNING: their imagenet_stream is {info.get('imagenet_stream')}, not this harness's")
+    kinds = [k for k in wanted if k not in skipped]
+    if not kinds:
+        return info, skipped, {}, {}
+    log(f"peers: converting {len(images)} images with " + " and ".join(PEERS[k] for k in kinds) + " ...")
+    conversions = run_child({"paths": images.paths, "wnids": images.wnids, "out": str(work / "peers"),
+                             "workers": cores, "kinds": kinds}, work, python, ("peers.py", "convert"))
+    verified: dict[str, Any] = {}
+    for kind in kinds:
+        with _scratch(work, kind) as scratch:
+            verified[kind] = run_child({"kind": kind, "data": conversions[kind]["dir"], "scratch": scratch,
+                                        "paths": images.paths, "wnids": images.wnids,
+                                        "workers": max(args.workers), "batch_size": args.batch_size,
+                                        "epochs": 2}, work, python, ("peers.py", "verify"))
+        v = verified[kind]
+        log(f"peers: {PEERS[kind]} exactly-once check over {v['epochs']} epochs: "
+            f"{'ok' if v['ok'] else 'FAILED: ' + '; '.join(v['problems'])}")
+    return info, skipped, conversions, verified
+
+
+@contextlib.contextmanager
+def _scratch(work: Path, kind: str) -> Iterator[str]:
+    """A fresh, unique folder for one peer run (LitData's cache, MosaicML's ``local``), removed after."""
+    path = Path(tempfile.mkdtemp(prefix=f"{kind}-", dir=work / "peers"))
+    try:
+        yield str(path)
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
 
 
 def bare(images: list[str], seconds: float, work: Path, processes: int = 1) -> list[dict[str, float]]:
@@ -133,6 +236,10 @@ def main(argv: list[str] | None = None) -> int:
     log(f"sharder: {kept} images in {shard_s:.2f} s ({len(result.manifest.shards)} shards)")
     shard_paths = [str(shards_dir / s.name) for s in result.manifest.shards]
 
+    # -- the peers' conversions of the same files, and their exactly-once check ------------------
+    peer_info, peer_skipped, conversions, verified = peers_setup(args, images, work, cores)
+    peer_kinds = [k for k in PEERS if k in conversions]
+
     # -- bare limit --------------------------------------------------------------------------------
     bare_images = list(images.paths[:: max(1, len(images) // 200)])
     bare_before = bare(bare_images, args.seconds, work)[0]
@@ -162,20 +269,31 @@ def main(argv: list[str] | None = None) -> int:
                 plans.append(("webdataset stock", "webdataset", {"shards": shard_paths}))
             if "folder" in args.only:
                 plans.append(("ImageFolder-style", "folder", {"paths": images.paths, "wnids": images.wnids}))
+            if peer_kinds and "ours" in args.only:  # the control: ImageNetStream in the peers' venv
+                plans.append((f"ImageNetStream local, {PEERS_VENV_NAME}", "ours", {"url": str(shards_dir)}))
+            for kind in peer_kinds:
+                for transform, label in PEER_TRANSFORMS:
+                    plans.append((f"{PEERS[kind]} {label}", kind,
+                                  {"data": conversions[kind]["dir"], "transform": transform}))
             for name, kind, extra in plans:
-                leak = kind in ("ours", "webdataset") and "S3" not in name
+                leak = kind in ("ours", "webdataset") and "S3" not in name and PEERS_VENV_NAME not in name
                 spec = {**base, **extra, "kind": kind, "workers": w,
                         "epochs": epochs if leak else args.epochs,
                         "bare_images": bare_images, "bare_seconds": args.seconds / 2}
                 log(f"{name}, workers={w}, epochs={spec['epochs']} ...")
-                entries.append(Entry(name, kind, w, run_child(spec, work)))
+                if kind in PEERS:
+                    with _scratch(work, kind) as scratch:
+                        result_ = run_child({**spec, "scratch": scratch}, work, args.peers_python)
+                    entries.append(Entry(name, kind, w, result_, transform=extra["transform"]))
+                elif PEERS_VENV_NAME in name:
+                    entries.append(Entry(name, CONTROL, w, run_child(spec, work, args.peers_python)))
+                else:
+                    entries.append(Entry(name, kind, w, run_child(spec, work)))
     finally:
         if s3 is not None:
             s3.stop()
-    for kind, module in OPTIONAL.items():
-        reason = f"`{module}` not installed" if not available(kind) else "not wired into this harness yet"
-        entries.append(Entry({"litdata": "LitData", "mosaic": "MosaicML streaming"}[kind], kind, most,
-                             skipped=reason))
+    for kind, reason in peer_skipped.items():
+        entries.append(Entry(PEERS[kind], kind, most, skipped=reason))
 
     bare_after = bare(bare_images, args.seconds, work)[0]
     limit = (bare_before["train"] + bare_after["train"]) / 2
@@ -188,7 +306,8 @@ def main(argv: list[str] | None = None) -> int:
         f"Data: {data_line}; {len(result.manifest.shards)} shards of {shard_size}; "
         f"batch size {args.batch_size}; "
         f"transform RandomResizedCrop(224) + flip → uint8 CHW  ",
-        f"Run time: {time.perf_counter() - started:.0f} s",
+        f"Run time: {time.perf_counter() - started:.0f} s  ",
+        f"Load: {_loadavg()} (1, 5, 15-minute load averages at the end of the run)",
         "",
         "### Bare limits (images per CPU-second of one process, no I/O)",
         "",
@@ -213,6 +332,10 @@ def main(argv: list[str] | None = None) -> int:
         "",
         *report.loader_table(entries, limit, cores),
         "",
+        "Rows (a)/(b): the peers read their own conversion of the same files (LitData `optimize`, MosaicML "
+        "`MDSWriter`; see *Peers*); (b) applies our TrainTransform to the bytes, as ImageNetStream does (the "
+        "same transform: the row compares loaders only; the 1.3× target is judged against it), (a) their "
+        "users' stock path: PIL decode + torchvision RandomResizedCrop(224) + flip + PILToTensor. "
         "img/s = the steady rate inside epochs (each epoch from its first batch to its last); × limit = "
         "img/s / (limit per core × cores used: 1 at workers=0, else the workers), with the limit per core "
         "measured again in the contender's process right after it (other load drifts over a run); "
@@ -222,7 +345,9 @@ def main(argv: list[str] | None = None) -> int:
         "and these small epochs do not); img per CPU-s = images / CPU seconds of the whole process tree "
         "(compare with the limit per core: it is immune to other load on the machine); cores busy = CPU "
         "seconds per wall second of the tree (of the main process alone in brackets): below the cores used, "
-        "the loader waited or other processes took the cores; peak tree RSS = the largest sum of RSS over "
+        "the loader waited or other processes took the cores; TTFB = from building the dataset to its first "
+        "batch, the contender's libraries already imported (their import time in brackets where it is 0.1 s "
+        "or more); peak tree RSS = the largest sum of RSS over "
         "the loader process and its workers; RSS drift = the largest deviation of a worker's RSS at the end "
         "of an epoch from its median over the epochs (the leak check).",
         "",
@@ -230,6 +355,7 @@ def main(argv: list[str] | None = None) -> int:
         "",
         *report.ratio_lines(entries, limit, cores, args.workers),
         "",
+        *report.peer_lines(entries, peer_info, peer_skipped, conversions, verified, shard_rate, kept, cores),
         "### Sharder",
         "",
         f"- `imagenet-stream shard` with {cores} workers: {shard_rate:,.0f} img/s "
@@ -247,6 +373,13 @@ def main(argv: list[str] | None = None) -> int:
         report.write_results(args.results, text)
         log(f"wrote {args.results}")
     return 0
+
+
+def _loadavg() -> str:
+    try:
+        return " ".join(Path("/proc/loadavg").read_text().split()[:3])
+    except OSError:
+        return "unknown"
 
 
 def _cpu_model() -> str:
