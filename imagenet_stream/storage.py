@@ -241,6 +241,14 @@ class Store:
         come back as folders of size 0.
         """
         path = self.path(sub.strip("/")) if sub else self.root
+        if self.is_local:  # os.scandir: 10x less work per entry than fsspec's detail dicts
+            try:
+                with os.scandir(path) as it:
+                    return sorted((e.name, 0 if e.is_dir() else e.stat().st_size, e.is_dir()) for e in it)
+            except (FileNotFoundError, NotADirectoryError):
+                return []
+            except OSError as exc:
+                raise StorageError(f"list {self.url_of(sub)}: {self._redact.describe(exc)}") from None
         self.fs.invalidate_cache(path)  # other processes write here: a cached listing would be stale
         try:
             found = self._retry(lambda: self.fs.ls(path, detail=True), f"list {self.url_of(sub)}")
@@ -305,39 +313,31 @@ class Store:
             self._discard(tmp)
             raise
 
+    def create_atomic(self, name: str) -> AtomicWrite:
+        """A file to stream ``name``'s bytes into (``.file``); ``name`` appears only on ``commit()``.
+
+        Local files: a temp name, then fsync + rename + fsync of the folder. Object stores: the
+        upload itself (a multipart upload becomes visible only when completed; aborted on
+        ``abort()``). Others: temp name + rename. Storage errors come out as StorageError with
+        redacted text.
+        """
+        return AtomicWrite(self, name)
+
     @contextlib.contextmanager
     def open_atomic(self, name: str) -> Iterator[BinaryIO]:
-        """A file to stream ``name``'s bytes into; ``name`` appears only when the block ends cleanly.
-
-        Local files: a temp name, fsync'd, renamed. Object stores: the upload itself (a multipart
-        upload becomes visible only when completed; aborted on error). Others: temp name + rename.
-        Storage errors come out as StorageError with redacted text.
-        """
-        what = f"write {self.url_of(name)}"
-        if self.is_object_store:
-            target, tmp = self.path(name), None
-        else:
-            tmp = self._temp_name(name)
-            target = self.path(tmp)
-        f = open(target, "wb") if self.is_local else self._retry(lambda: self.fs.open(target, "wb"), what)
-        failure: str | None = None
+        """:meth:`create_atomic` as a block: committed when it ends cleanly, abandoned otherwise."""
+        atomic = self.create_atomic(name)
         try:
-            yield f
-            if self.is_local:
-                f.flush()
-                os.fsync(f.fileno())
-            f.close()
-            if tmp is not None:
-                self._commit(tmp, name)
+            yield atomic.file
         except BaseException as exc:
-            _abandon(f)
-            if tmp is not None:
-                self._discard(tmp)
+            atomic.abort()
             if isinstance(exc, ImageNetStreamError) or not _is_storage_error(exc):
                 raise
-            failure = f"{what}: {self._redact.describe(exc)}"
-        if failure is not None:
-            raise StorageError(failure)
+            failure = f"write {self.url_of(name)}: {self._redact.describe(exc)}"
+        else:
+            atomic.commit()
+            return
+        raise StorageError(failure)
 
     def put_file_atomic(self, local_path: str | os.PathLike[str], name: str) -> None:
         """Upload a local file so that ``name`` appears only complete."""
@@ -393,6 +393,53 @@ class Store:
             pass
 
 
+class AtomicWrite:
+    """One object being written through ``file``; see :meth:`Store.create_atomic`."""
+
+    def __init__(self, store: Store, name: str) -> None:
+        self.store = store
+        self.name = name
+        self._what = f"write {store.url_of(name)}"
+        if store.is_object_store:
+            target, self._tmp = store.path(name), None
+        else:
+            self._tmp = store._temp_name(name)
+            target = store.path(self._tmp)
+        self.file: BinaryIO = (open(target, "wb") if store.is_local
+                               else store._retry(lambda: store.fs.open(target, "wb"), self._what))
+        self._done = False
+
+    def commit(self) -> None:
+        """Make the object visible under its name (durably, on local file systems)."""
+        if self._done:
+            raise StorageError(f"{self._what}: already committed or abandoned")
+        failure = None
+        try:
+            if self.store.is_local:
+                self.file.flush()
+                os.fsync(self.file.fileno())
+            self.file.close()
+            if self._tmp is not None:
+                self.store._commit(self._tmp, self.name)
+            self._done = True
+        except BaseException as exc:
+            self.abort()
+            if isinstance(exc, ImageNetStreamError) or not _is_storage_error(exc):
+                raise
+            failure = f"{self._what}: {self.store.describe(exc)}"
+        if failure is not None:
+            raise StorageError(failure)
+
+    def abort(self) -> None:
+        """Drop what was written (idempotent)."""
+        if self._done:
+            return
+        self._done = True
+        _abandon(self.file)
+        if self._tmp is not None:
+            self.store._discard(self._tmp)
+
+
 def expand_urls(pattern: str) -> list[str]:
     """Expand a webdataset-style brace pattern (``shard-{000000..000009}.tar``) into URLs."""
     from braceexpand import braceexpand  # installed with webdataset
@@ -421,4 +468,4 @@ if hasattr(os, "register_at_fork"):
     os.register_at_fork(before=_pin_instances_before_fork, after_in_parent=_PINNED_AT_FORK.clear)
 
 
-__all__ = ["QUICK_RETRIES", "RetryPolicy", "Store", "with_retries", "is_transient", "expand_urls"]
+__all__ = ["AtomicWrite", "QUICK_RETRIES", "RetryPolicy", "Store", "with_retries", "is_transient", "expand_urls"]

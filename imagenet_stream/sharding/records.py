@@ -46,7 +46,7 @@ class SourceRecord:
             size = os.fstat(f.fileno()).st_size
             if size > max_bytes:
                 raise TooLarge(size, max_bytes)
-            data = f.read(max_bytes + 1)  # the file may have grown since
+            data = f.read(min(size, max_bytes) + 1)  # sized to the file (it may have grown since)
             if len(data) > max_bytes:
                 raise TooLarge(len(data), max_bytes)
             return data

@@ -4,7 +4,9 @@ Workers are started with ``forkserver`` (``spawn`` where that is missing), never
 coordinator may run fsspec's I/O thread). Each gets the run's config once and then one task at a
 time over its own pipe, so the coordinator always knows which shard a worker holds:
 
-* a worker that dies (killed, out of memory) is replaced and its shard handed out again;
+* a worker builds one shard while the previous one commits (fsync, rename, side index, marker) on
+  a thread, so the disk's write-back no longer idles a core;
+* a worker that dies (killed, out of memory) is replaced and its unfinished shards handed out again;
 * a task that raises is retried ``retries`` times, then the run stops with its error (committed
   shards stay: re-running the command resumes);
 * each worker holds the read end of an *alive pipe* whose write end only the coordinator has: when
@@ -22,12 +24,12 @@ import signal
 import threading
 from collections import deque
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from multiprocessing.connection import Connection, wait
 
 from ...errors import ImageNetStreamError
 from ...redaction import describe
-from ..task import RunConfig, ShardTask, run_shard
+from ..task import BuiltShard, RunConfig, ShardTask, build_shard, commit_shard, run_shard
 from . import OnDone
 
 log = logging.getLogger(__name__)
@@ -61,21 +63,43 @@ def _watch(alive: Connection) -> None:
 
 
 def _worker(conn: Connection, alive: Connection, config: RunConfig) -> None:
+    """Build shards one after the other; each one's commit (fsync, rename, side index, marker) runs
+    on a thread while the next is built. Messages: ``("ready", n)`` when shard n is built (send the
+    next task), ``("ok", n, outcome)`` once it is committed, ``("error", n, text)``."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     threading.Thread(target=_watch, args=(alive,), name="imagenet-stream-watchdog", daemon=True).start()
+    lock = threading.Lock()
+
+    def send(message: tuple) -> None:
+        with lock:
+            conn.send(message)
+
+    def commit(built: BuiltShard) -> None:
+        try:
+            send(("ok", built.task.number, commit_shard(config, built)))
+        except BaseException as exc:  # noqa: BLE001 - reported to the coordinator, which decides
+            send(("error", built.task.number, describe(exc)))
+
+    committing: threading.Thread | None = None
     while True:
         try:
             task = conn.recv()
         except (EOFError, OSError):
-            return
+            break
         if task is None:
-            return
+            break
         try:
-            outcome = run_shard(config, task)
-        except BaseException as exc:  # noqa: BLE001 - reported to the coordinator, which decides
-            conn.send(("error", task.number, describe(exc)))
-        else:
-            conn.send(("ok", task.number, outcome))
+            built = build_shard(config, task)
+        except BaseException as exc:  # noqa: BLE001
+            send(("error", task.number, describe(exc)))
+            continue
+        if committing is not None:
+            committing.join()  # at most one commit in flight: it overlaps this build, never piles up
+        committing = threading.Thread(target=commit, args=(built,), name="imagenet-stream-commit")
+        committing.start()
+        send(("ready", task.number, None))
+    if committing is not None:
+        committing.join()
 
 
 @dataclass
@@ -83,7 +107,12 @@ class _Worker:
     process: multiprocessing.process.BaseProcess
     conn: Connection
     alive: Connection          # the coordinator's (write) end, never written
-    task: ShardTask | None = None
+    building: ShardTask | None = None
+    committing: dict[int, ShardTask] = field(default_factory=dict)
+
+    @property
+    def outstanding(self) -> list[ShardTask]:
+        return ([self.building] if self.building is not None else []) + list(self.committing.values())
 
 
 class LocalBackend:
@@ -156,46 +185,57 @@ class _Pool:
             for _ in range(self.size):
                 self._start()
             while True:
-                for worker in [w for w in self.workers if w.task is None]:
+                for worker in [w for w in self.workers if w.building is None]:
                     task = next_task()
                     if task is None:
                         break
-                    worker.task = task
+                    worker.building = task
                     worker.conn.send(task)
-                busy = [w for w in self.workers if w.task is not None]
+                busy = [w for w in self.workers if w.outstanding]
                 if not busy:
                     return
-                idle = [w for w in self.workers if w.task is None]
                 ready = set(wait([w.conn for w in busy] + [w.process.sentinel for w in self.workers], timeout=1.0))
-                for worker in idle:
-                    if worker.process.sentinel in ready:  # died between tasks: nothing to redo
-                        log.warning("a worker process died while idle (exit code %s); replacing it",
-                                    worker.process.exitcode)
-                        self._retire(worker)
-                        self._start()
-                for worker in busy:
-                    if worker.conn in ready:
+                for worker in list(self.workers):
+                    if worker.conn in ready and worker.outstanding:
                         try:
                             status, number, payload = worker.conn.recv()
                         except (EOFError, OSError):
-                            status, number, payload = "died", worker.task.number, "its worker process died"  # type: ignore[union-attr]
-                        task, worker.task = worker.task, None
-                        if status == "ok":
-                            on_done(payload)
+                            self._lost(worker, retry)
                             continue
-                        self._failed(task, payload, retry)  # type: ignore[arg-type]
-                        if status == "died":
-                            worker.process.join(_STOP_GRACE)
-                            self._retire(worker)
-                            self._start()
+                        self._message(worker, status, number, payload, retry, on_done)
                     elif worker.process.sentinel in ready:
-                        task, worker.task = worker.task, None
-                        code = worker.process.exitcode
-                        self._retire(worker)
-                        self._failed(task, f"its worker process died (exit code {code})", retry)  # type: ignore[arg-type]
-                        self._start()
+                        self._lost(worker, retry)
         finally:
             self._stop()
+
+    def _message(self, worker: _Worker, status: str, number: int, payload, retry: deque[ShardTask],
+                 on_done: OnDone) -> None:
+        if status == "ready":  # built; its commit runs while the worker builds the next one
+            task, worker.building = worker.building, None
+            if task is not None:
+                worker.committing[number] = task
+            return
+        task = worker.committing.pop(number, None)
+        if task is None and worker.building is not None and worker.building.number == number:
+            task, worker.building = worker.building, None
+        if task is None:
+            return
+        if status == "ok":
+            on_done(payload)
+        else:
+            self._failed(task, payload, retry)
+
+    def _lost(self, worker: _Worker, retry: deque[ShardTask]) -> None:
+        """A worker died: replace it, hand its unfinished shards out again (or note it died idle)."""
+        worker.process.join(_STOP_GRACE)
+        code = worker.process.exitcode
+        lost = worker.outstanding
+        self._retire(worker)
+        if not lost:
+            log.warning("a worker process died while idle (exit code %s); replacing it", code)
+        for task in lost:
+            self._failed(task, f"its worker process died (exit code {code})", retry)
+        self._start()
 
     def _failed(self, task: ShardTask, why: str, retry: deque[ShardTask]) -> None:
         attempts = self.attempts.get(task.number, 0) + 1
@@ -210,7 +250,7 @@ class _Pool:
         """Stop every worker: politely when idle, by signal when busy (after Ctrl-C or an error)."""
         for worker in self.workers:
             try:
-                if worker.task is None:
+                if not worker.outstanding:
                     worker.conn.send(None)
                 else:
                     worker.process.terminate()
