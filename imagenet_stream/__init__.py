@@ -12,6 +12,9 @@ __version__ = "0.1.0"
 
 _EXPORTS = {
     "ImageNetStream": "imagenet_stream.streaming.dataset",
+    "Stream": "imagenet_stream.streaming.mixture",
+    "ClassSampling": "imagenet_stream.streaming.mixture",
+    "RetryPolicy": "imagenet_stream.storage",
     "normalize": "imagenet_stream.streaming.device",
     "CudaPrefetcher": "imagenet_stream.streaming.device",
     "IMAGENET_MEAN": "imagenet_stream.streaming.decode",

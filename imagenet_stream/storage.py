@@ -263,6 +263,19 @@ class Store:
             out.append((name, int(entry.get("size") or 0), is_dir))
         return sorted(out)
 
+    def entries_with_etags(self) -> list[tuple[str, int, str]]:
+        """``(name, size, etag or "")`` of the objects directly under the root (one listing)."""
+        self.fs.invalidate_cache(self.root)
+        found = self._retry(lambda: self.fs.ls(self.root, detail=True), f"list {self.display_url}")
+        out = []
+        for entry in found:
+            if entry.get("type") == "directory":
+                continue
+            name = str(entry["name"]).rstrip("/").rsplit("/", 1)[-1]
+            etag = entry.get("ETag") or entry.get("etag") or entry.get("mtime") or ""
+            out.append((name, int(entry.get("size") or 0), str(etag)))
+        return sorted(out)
+
     def is_folder(self, sub: str = "") -> bool:
         path = self.path(sub.strip("/")) if sub else self.root
         return bool(self._retry(lambda: self.fs.isdir(path), f"isdir {self.url_of(sub)}"))

@@ -5,11 +5,24 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Iterator
+from types import ModuleType
 
 import pytest
 
 from support import dsutil as _dsutil
 from support import httpserver as _httpserver
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _index_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Foreign-shard indexes go to a temporary folder, never the user's ~/.cache (spawned processes inherit it)."""
+    before = os.environ.get("IMAGENET_STREAM_CACHE")
+    os.environ["IMAGENET_STREAM_CACHE"] = str(tmp_path_factory.mktemp("index-cache"))
+    yield
+    if before is None:
+        os.environ.pop("IMAGENET_STREAM_CACHE", None)
+    else:
+        os.environ["IMAGENET_STREAM_CACHE"] = before
 
 
 @pytest.fixture(scope="session")

@@ -130,7 +130,7 @@ def shard_and_report(specs: list[str], args: argparse.Namespace, out: str) -> Sh
         print(format_report(exc.report))
         return fail(str(exc), 1)
     except KeyboardInterrupt:
-        return fail(f"interrupted; the shards committed so far are kept: re-run the same command to resume", 130)
+        return fail("interrupted; the shards committed so far are kept: re-run the same command to resume", 130)
     except (ImageNetStreamError, OSError) as exc:
         return fail(str(exc))
     if result.already_complete:

@@ -51,6 +51,15 @@ class ClassesInfo:
 
 
 _SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
+_URL_RE = re.compile(r"^[a-z][a-z0-9+.-]*://[^\s]+$")
+
+
+def _is_absolute_url(url: object) -> bool:
+    """``s3://b/x``, ``https://h/x``, ``file:///x`` or ``/x``: never relative (``../x`` could climb
+    out of a root), never with ``..`` segments."""
+    if not isinstance(url, str) or "/../" in f"{url}/" or "\x00" in url:
+        return False
+    return bool(_URL_RE.match(url)) or url.startswith("/")
 
 
 def _check_file_fields(name: str, size: object, sha256: object, count: object = 0) -> None:
@@ -72,7 +81,7 @@ class ShardEntry:
     index_sha256: str
 
     def __post_init__(self) -> None:
-        check_shard_name(self.name, "manifest shard")
+        check_shard_name(self.name, "manifest shard", foreign=True)
         if self.index != index_name(self.name):
             raise ManifestError(f"manifest shard {self.name!r}: side index {self.index!r} must be "
                                 f"{index_name(self.name)!r}")
@@ -139,13 +148,22 @@ class Manifest:
     format_version: int = FORMAT_VERSION
     extra: dict[str, Any] = field(default_factory=dict)
     exclusions: ExclusionsEntry | None = None
+    shards_at: str | None = None     # the URL of the folder holding the shard tars (None: this folder)
+    indexes_at: str | None = None    # ... and their side indexes (None: this folder)
 
     def __post_init__(self) -> None:
         if self.format_version not in READABLE_FORMATS:
             raise ManifestError(f"format_version {self.format_version!r} is not supported "
                                 f"(this reader knows {', '.join(map(str, READABLE_FORMATS))})")
-        if self.exclusions is not None and self.format_version < 2:
-            raise ManifestError("an exclusion overlay needs format_version 2")
+        if (self.exclusions is not None or self.shards_at or self.indexes_at) and self.format_version < 2:
+            raise ManifestError("an exclusion overlay or shards stored elsewhere need format_version 2")
+        for name, url in (("shards_at", self.shards_at), ("indexes_at", self.indexes_at)):
+            if url is not None and not _is_absolute_url(url):
+                raise ManifestError(f"manifest {name} must be an absolute URL or path (scheme://... or /...), "
+                                    f"got {url!r}")
+        if self.shards_at is None:  # our own shards, in this folder: the strict names
+            for s in self.shards:
+                check_shard_name(s.name, "manifest shard")
         if len(self.class_counts) != self.classes.num_classes:
             raise ManifestError(f"class_counts has {len(self.class_counts)} entries for "
                                 f"{self.classes.num_classes} classes")
@@ -183,9 +201,10 @@ class Manifest:
         doc["class_counts"] = list(self.class_counts)
         doc["shards"] = [asdict(s) for s in self.shards]
         order = ["format_version", "name", "version", "created", "tool", "num_samples", "classes",
-                 "class_counts", "labels", "exclusions", "shards", "extra"]
-        if self.exclusions is None:
-            order.remove("exclusions")
+                 "class_counts", "labels", "exclusions", "shards_at", "indexes_at", "shards", "extra"]
+        for optional in ("exclusions", "shards_at", "indexes_at"):
+            if doc[optional] is None:
+                order.remove(optional)
         return json.dumps({k: doc[k] for k in order}, separators=(",", ":"))
 
     @classmethod
@@ -227,6 +246,7 @@ class Manifest:
                 class_counts=tuple(int(x) for x in doc["class_counts"]),
                 shards=tuple(ShardEntry(**s) for s in doc["shards"]),
                 labels=labels, format_version=version, extra=dict(doc.get("extra") or {}), exclusions=exclusions,
+                shards_at=doc.get("shards_at"), indexes_at=doc.get("indexes_at"),
             )
         except ManifestError:
             raise

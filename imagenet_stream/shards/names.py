@@ -31,6 +31,8 @@ _KEY_RE = re.compile(r"^[A-Za-z0-9_-]+$")
 _UNSAFE = re.compile(r"[^A-Za-z0-9_-]+")
 _PREFIX_RE = re.compile(r"^[A-Za-z0-9_-]+$")
 _SHARD_RE = re.compile(r"^[A-Za-z0-9_-]+-\d{6}\.tar$")
+#: Names of shards this tool did not write (``imagenet1k-train-0000.tar``): one plain file name.
+_FOREIGN_SHARD_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,200}\.tar$")
 
 
 def is_valid_key(key: str) -> bool:
@@ -62,14 +64,17 @@ def shard_name(prefix: str, number: int) -> str:
     return f"{prefix}-{number:06d}{SHARD_SUFFIX}"
 
 
-def check_shard_name(name: object, where: str = "manifest") -> str:
-    """``name`` if it is a shard name of the format (``PREFIX-NNNNNN.tar``), else ManifestError.
+def check_shard_name(name: object, where: str = "manifest", foreign: bool = False) -> str:
+    """``name`` if it is a shard name of the format (``PREFIX-NNNNNN.tar``; with ``foreign``, any
+    plain ``NAME.tar`` file name), else ManifestError.
 
-    Manifest names become object paths under the dataset root, so anything else (``../x``, an
-    absolute path, a URL) is refused before it is ever joined to a root.
+    Manifest names become object paths under a root, so anything else (``../x``, an absolute path,
+    a URL, a folder) is refused before it is ever joined to a root.
     """
-    if not isinstance(name, str) or not _SHARD_RE.match(name):
-        raise ManifestError(f"{where}: {name!r} is not a shard name (PREFIX-NNNNNN.tar, PREFIX of [A-Za-z0-9_-])")
+    pattern = _FOREIGN_SHARD_RE if foreign else _SHARD_RE
+    if not isinstance(name, str) or not pattern.match(name) or ".." in name:
+        what = "a plain NAME.tar file name" if foreign else "PREFIX-NNNNNN.tar, PREFIX of [A-Za-z0-9_-]"
+        raise ManifestError(f"{where}: {name!r} is not a shard name ({what})")
     return name
 
 

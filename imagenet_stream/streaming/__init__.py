@@ -9,12 +9,16 @@ from typing import Any
 
 _EXPORTS = {
     "ImageNetStream": "imagenet_stream.streaming.dataset",
+    "Stream": "imagenet_stream.streaming.mixture",
+    "ClassSampling": "imagenet_stream.streaming.mixture",
+    "merge_rank_states": "imagenet_stream.streaming.resume",
+    "build_index": "imagenet_stream.streaming.foreign",
     "ShardCache": "imagenet_stream.streaming.cache",
     "ShardReader": "imagenet_stream.streaming.reader",
     "ShardInfo": "imagenet_stream.streaming.reader",
     "ClassSubset": "imagenet_stream.streaming.classes",
     "resolve_classes": "imagenet_stream.streaming.classes",
-    "detect_world": "imagenet_stream.streaming.world",
+    "detect_world": "imagenet_stream.streaming.detect",
     "COUNTERS": "imagenet_stream.streaming.shared",
     "TrainTransform": "imagenet_stream.streaming.decode",
     "EvalTransform": "imagenet_stream.streaming.decode",

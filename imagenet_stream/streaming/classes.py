@@ -46,8 +46,12 @@ class ClassSubset:
         return np.flatnonzero(keep)
 
 
-def resolve_classes(spec: object, dataset_wnids: Sequence[str] | None) -> ClassSubset | None:
-    """The subset ``spec`` selects among ``dataset_wnids`` (class index order); None for all classes."""
+def resolve_classes(spec: object, dataset_wnids: Sequence[str] | None, strict: bool = True) -> ClassSubset | None:
+    """The subset ``spec`` selects among ``dataset_wnids`` (class index order); None for all classes.
+
+    ``strict``: an explicitly named class the dataset lacks is an error (else it just gets no
+    samples, as in a mixture where each stream holds some of the target classes).
+    """
     if spec is None:
         return None
     if dataset_wnids is None:
@@ -57,13 +61,13 @@ def resolve_classes(spec: object, dataset_wnids: Sequence[str] | None) -> ClassS
     position = {w: i for i, w in enumerate(dataset)}
     if isinstance(spec, (Hierarchy, ClassSpace)):
         wnids = spec.classes if isinstance(spec, Hierarchy) else spec.wnids
-        return _explicit(tuple(wnids), position, len(dataset), f"classes={spec!r}")
+        return _explicit(tuple(wnids), position, len(dataset), f"classes={spec!r}", strict)
     if isinstance(spec, str) and spec in STANDARD_SPACES:
         wnids = standard_space(spec).wnids
         missing = [w for w in wnids if w not in position]
-        if len(missing) == len(wnids):
+        if len(missing) == len(wnids) and strict:
             raise ConfigError(f"classes={spec!r}: the dataset holds none of its {len(wnids)} classes")
-        if missing:
+        if missing and strict:
             log.warning("classes=%r: %d of its classes are not in the dataset (e.g. %s); their targets get no "
                         "samples", spec, len(missing), ", ".join(missing[:3]))
         return _subset(wnids, position, len(dataset))
@@ -74,9 +78,9 @@ def resolve_classes(spec: object, dataset_wnids: Sequence[str] | None) -> ClassS
             wnids = load_space(os.fspath(spec)).wnids
         except SourceError as exc:
             raise ConfigError(f"classes={spec!r} is not a standard space, a wnid or a class-list file: {exc}") from exc
-        return _explicit(wnids, position, len(dataset), f"classes file {os.fspath(spec)!r}")
+        return _explicit(wnids, position, len(dataset), f"classes file {os.fspath(spec)!r}", strict)
     if isinstance(spec, Sequence):
-        return _explicit(tuple(spec), position, len(dataset), "classes")
+        return _explicit(tuple(spec), position, len(dataset), "classes", strict)
     raise ConfigError(f"classes must be None, a space name, a wnid, a list of wnids or a file, got {spec!r}")
 
 
@@ -100,7 +104,7 @@ def resolve_space(spec: object) -> tuple[str, ...]:
     raise ConfigError(f"class space must be a space name, a list of wnids or a file, got {spec!r}")
 
 
-def _explicit(wnids: tuple, position: dict[str, int], num_classes: int, what: str) -> ClassSubset:
+def _explicit(wnids: tuple, position: dict[str, int], num_classes: int, what: str, strict: bool = True) -> ClassSubset:
     if not wnids:
         raise ConfigError(f"{what}: empty list of classes")
     bad = [w for w in wnids if not is_wnid(w)]
@@ -110,7 +114,7 @@ def _explicit(wnids: tuple, position: dict[str, int], num_classes: int, what: st
         dupes = sorted({w for w in wnids if wnids.count(w) > 1})
         raise ConfigError(f"{what}: duplicate wnids {dupes[:5]}")
     missing = [w for w in wnids if w not in position]
-    if missing:
+    if missing and strict:
         raise ConfigError(f"{what}: {len(missing)} wnid(s) are not classes of the dataset, e.g. {missing[:5]}")
     return _subset(wnids, position, num_classes)
 

@@ -1,50 +1,63 @@
-"""``ImageNetStream``: an IterableDataset streaming ImageNet shards exactly once per epoch to every
-(DDP rank x DataLoader worker), with deterministic shuffling, fast decoding and mid-epoch resumption.
+"""``ImageNetStream``: an IterableDataset streaming one or more datasets to every (DDP rank x
+DataLoader worker): each planned sample once per epoch, equal counts per rank whatever the data,
+deterministic, and resumable in any world.
 
-Everything in ``__init__`` is cheap (one read of ``index.json``; ``labels.bin`` only for class
-subsets). Where the iterator runs (rank, world size, worker) is detected in ``__iter__``, in the
-process that iterates, and the epoch plan (:func:`imagenet_stream.streaming.plan.plan_epoch`) is
-computed there; so one object works unchanged in DataLoader workers and under torchrun.
+How an epoch is made (see :mod:`imagenet_stream.streaming.plan`):
 
-``set_epoch``, ``load_state_dict`` and ``stats`` reach DataLoader workers, also persistent ones,
-through shared memory (:mod:`imagenet_stream.streaming.shared`).
+1. the epoch's sample multiset (:mod:`.mixture`: class subsets, the exclusion overlay, mixtures,
+   class balance) and its one global order, the same on every rank;
+2. rank ``r`` of ``R`` takes batch ``t`` = order positions ``P + (t*R + r)*B + [0, B)``, DataLoader
+   worker ``w`` of ``W`` the batches ``t ≡ w (mod W)``;
+3. each batch is read with a few ranged requests, decoded, and any unusable sample replaced by a
+   substitute (:mod:`.passes`), so every rank yields exactly ``len(ds)`` samples.
+
+The resume state is the number of order positions the world has consumed: after ``k`` batches it
+is ``P + k*R*B`` on every rank (DDP ranks advance in lockstep), so each rank computes it without
+gathering, and it resumes the rest of the epoch in any world ``(R', W', B')``.
+
+``__init__`` reads each source's ``index.json`` (plus ``labels.bin`` when classes are selected or
+balanced, and the exclusion overlay); rank, world size and worker are detected in ``__iter__``, in
+the process that iterates. ``set_epoch``, ``load_state_dict`` and ``stats`` reach DataLoader
+workers, persistent ones too, through shared memory (:mod:`.shared`); per-process objects (stores,
+reader, plans) live in a :class:`~.process.ProcessLocal`.
 """
 from __future__ import annotations
 
+import hashlib
 import logging
+import math
 import os
+from collections import OrderedDict
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
-from PIL import Image
 from torch.utils.data import IterableDataset, get_worker_info
 
 from imagenet_stream.errors import ConfigError, PlanError
 from imagenet_stream.shards.overlay import load_exclusions
-from imagenet_stream.storage import Store
+from imagenet_stream.storage import RetryPolicy, Store
 from imagenet_stream.streaming.cache import ShardCache
-from imagenet_stream.streaming.classes import resolve_classes, resolve_space
+from imagenet_stream.streaming.classes import resolve_space
 from imagenet_stream.streaming.decode import build_transform
-from imagenet_stream.streaming.plan import EpochPlan, World, locate, plan_epoch, resume_world
-from imagenet_stream.streaming.plan.partition import rank_share
-from imagenet_stream.streaming.reader import DEFAULT_MERGE_GAP, ShardReader
+from imagenet_stream.streaming.detect import detect_rank_world, detect_world
+from imagenet_stream.streaming.foreign import cached_index
+from imagenet_stream.streaming.mixture import ClassSampling, Mixture, Stream, build_mixture, parse_sampling
+from imagenet_stream.streaming.passes import DECODE_ERRORS, EpochView, WorkerPass
+from imagenet_stream.streaming.plan import OrderSpec, RankPlan
+from imagenet_stream.streaming.process import ProcessLocal
+from imagenet_stream.streaming.reader import DEFAULT_INDEX_CACHE, DEFAULT_MERGE_GAP, ShardReader
+from imagenet_stream.streaming.resume import (ITERATOR_FORMAT, RANK_FORMAT, check_config, merge_rank_states,
+                                              rank_state)
 from imagenet_stream.streaming.shared import Counter, SharedState, slot_for_worker
-from imagenet_stream.streaming.sources import (Source, brace_source, is_shard_url, manifest_source, read_labels,
-                                               root_of)
-from imagenet_stream.streaming.world import detect_rank_world, detect_world
+from imagenet_stream.streaming.sources import Source, is_shard_url, manifest_source, read_labels, root_of
 
 log = logging.getLogger(__name__)
 
-RESUME_FORMAT = "imagenet-stream/resume/1"      # state_dict(samples_seen=n): a rank's place in an epoch
-ITERATOR_FORMAT = "imagenet-stream/iterator/1"  # state_dict(): this process's iterator (torchdata Stateful)
-_CONFIG_KEYS = ("seed", "batch_size", "shuffle", "shuffle_window", "partial", "num_samples")
-
-#: Per-process objects inherited from a parent process through fork, kept alive on purpose.
-_INHERITED: list[object] = []
-
-#: Errors of an undecodable image (PIL raises UnidentifiedImageError/OSError, SyntaxError for some PNGs).
-DECODE_ERRORS = (OSError, ValueError, SyntaxError, EOFError, Image.DecompressionBombError)
+#: Where indexes of foreign shards are kept by default (``$IMAGENET_STREAM_CACHE`` overrides it).
+DEFAULT_INDEX_DIR = "~/.cache/imagenet-stream"
+_VIEWS_KEPT = 2
 
 
 def _int_option(name: str, value: object, minimum: int) -> int:
@@ -53,120 +66,185 @@ def _int_option(name: str, value: object, minimum: int) -> int:
     return int(value)
 
 
+def _protocol(url: str) -> str:
+    return url.split("://", 1)[0].lower() if "://" in url else "file"
+
+
+@dataclass
+class _Here:
+    """This process's objects (see :mod:`.process`)."""
+
+    reader: ShardReader
+    counter: Counter
+    views: OrderedDict[int, EpochView] = field(default_factory=OrderedDict)
+    current: dict[str, Any] | None = None   # the latest iterator's world and pass (its state)
+
+
 class ImageNetStream(IterableDataset):
-    """Stream an imagenet-stream dataset (or brace-URL shards) as ``(uint8 CHW image, int target)``.
+    """Stream imagenet-stream datasets (or foreign webdataset shards) as ``(uint8 CHW image, int target)``.
 
     Args:
-        url: dataset root holding ``index.json`` on any fsspec URL (``/data/in1k``, ``s3://b/in1k``,
-            ``https://host/in1k``), or a brace pattern ``.../shard-{000000..000099}.tar`` (see
-            :mod:`imagenet_stream.streaming.sources` for the cost of a dataset without manifest).
-        shuffle, seed: deterministic shuffling; the order depends only on ``(seed, epoch)`` and the
-            world shape. Set the epoch with :meth:`set_epoch`.
+        url: a dataset root holding ``index.json`` on any fsspec URL (``/data/in1k``, ``s3://b/in1k``,
+            ``https://host/in1k``); foreign webdataset shards by brace pattern
+            (``https://host/imagenet1k-train-{0000..1023}.tar``) or one ``.tar``; or a list of these,
+            streamed as one dataset (every sample once), or mixed by ``weights``.
+        streams: instead of ``url``: :class:`~imagenet_stream.streaming.mixture.Stream` objects, each
+            with its own weight, ``classes_in`` and storage options (a weighted mixture).
+        weights: one weight per ``url`` of a list: each contributes ``weight / sum`` of the epoch.
+        classes: the target space (``"in1k"``, ``"in22k"``, a wnid list, a file, a subtree, a
+            Hierarchy): targets are ``0 .. len(ds.classes) - 1``; each source's classes are mapped
+            into it by wnid, samples of other classes are not streamed. Needed to mix sources with
+            different class spaces.
+        classes_in: the class space of foreign shards' ``.cls`` values (``"in1k"``, ``"in21k"``,
+            ``"in22k"``, a wnid list or a file). Values outside it are skipped and counted; without it
+            the raw ``.cls`` values are the targets (below 65,536) and ``ds.classes`` is None.
+        sampling: ``"balanced"`` (every target class equally often per epoch) or a
+            :class:`~imagenet_stream.streaming.mixture.ClassSampling` (per-class weights, a cap or a
+            floor per class).
+        epoch_size: samples per epoch (default: every eligible sample once, or for a cap/floor the
+            sum of the clipped class sizes); ``replacement``: draw with replacement (default: only
+            where a source or class must give more samples than it has).
+        shuffle, seed: the order depends only on ``(seed, epoch)``; set the epoch with :meth:`set_epoch`.
         transform: ``"train"`` (RandomResizedCrop + flip), ``"eval"`` (resize + centre crop), None
-            (the full decoded image, CHW uint8) or a callable taking a PIL image.
-        size: output side of ``"train"`` / ``"eval"`` (default 224).
-        batch_size: the DataLoader's batch size; the plan gives every worker whole batches in the
-            order the DataLoader collects them, so resumption and equal batch counts are exact.
+            (the full decoded image, CHW uint8) or a callable taking a PIL image. ``size``: the output
+            side of the presets (224).
+        batch_size: the DataLoader's batch size (use the same there): batches are planned whole, so
+            resumption is exact and every rank yields the same batches.
         return_keys: yield ``(image, target, key)``.
-        classes: a subset (see :mod:`imagenet_stream.streaming.classes`); targets are remapped
-            to ``0 .. len(ds.classes) - 1``.
-        storage_options: fsspec options (credentials); never logged.
-        cache_dir, cache_limit: local LRU cache of whole remote shards (bytes); local datasets
-            bypass it.
-        partial: ``"drop"`` (equal share per rank, at most ``world_size - 1`` samples dropped)
-            or ``"pad"`` (repeat samples so none is dropped).
-        shuffle_window: shards mixed at once per worker. A worker holds the compressed bytes of
-            its current window (at most this many contiguous pieces of shards) plus ``prefetch``
-            byte ranges fetched ahead: lower it, or shard smaller, to save memory.
-        prefetch: byte ranges fetched ahead of decoding by each worker's background thread
-            (default ``shuffle_window``: about one window ahead).
-        merge_gap: bytes of unneeded samples a single request may read across to join two ranges.
-        classes_in: for shards without a manifest (brace URLs, one ``.tar``), the class space of
-            their ``.cls`` values: ``"in1k"`` / ``"in21k"`` / ``"in22k"``, a list of wnids or a
-            file of them. Samples whose class lies outside it are skipped and counted; without it
-            class indices are not range-checked.
+        partial: ``"drop"`` (equal share per rank, fewer than ``world_size`` positions left out)
+            or ``"pad"`` (positions past the end wrap to the epoch's start, so none is left out).
+        shuffle_window: shards whose samples are mixed together in the global order (64).
+        chunk: consecutive samples of a shard read together (16): a batch of ``B`` samples costs about
+            ``B / chunk`` ranged requests. Smaller mixes more finely, at more requests.
+        storage_options: fsspec options (credentials) for the URLs; never logged.
+        retry: how transient storage errors (S3 ``SlowDown``, 5xx, 429, resets, timeouts) are retried:
+            a :class:`~imagenet_stream.storage.RetryPolicy`; the default rides out minutes of them.
+        cache_dir, cache_limit: a local LRU cache of whole remote shards (bytes); local data bypass it.
+        index_dir: where foreign shards' indexes are kept (default ``$IMAGENET_STREAM_CACHE`` or
+            ``~/.cache/imagenet-stream``); the first run builds one in a pass over the shards.
+        prefetch: byte ranges fetched ahead of decoding by each worker (default: two batches' worth).
+        merge_gap: bytes of unneeded samples one request may read across to join two ranges.
+        index_cache_bytes: the side indexes a worker keeps (LRU, by their encoded size; 64 MB).
 
     Notes:
-        * Use the same ``batch_size`` in the DataLoader: the plan hands each worker whole batches in
-          the order the DataLoader collects them (other sizes still stream every sample once, but
-          batches mix workers and resumption is no longer exact).
-        * ``len(ds)`` is the samples this rank yields this epoch (after a pending resume: the rest).
-        * A corrupt image, or the part of a shard past a truncation, is skipped, counted in
-          :meth:`stats` and logged once. A skipped sample makes its rank yield one sample less, so
-          ranks may then differ by a batch at the end of an epoch.
+        * ``len(ds)`` is what this rank yields this epoch (after a loaded resume: the rest of it),
+          exactly: unusable samples are replaced (see :mod:`imagenet_stream.streaming.passes`).
         * :meth:`stats` sums the counters of the main process and of all DataLoader workers of this
           dataset object (one rank; gather across ranks yourself).
     """
 
-    def __init__(self, url: str, *, shuffle: bool = True, seed: int = 0,
+    def __init__(self, url: str | Sequence[str | Stream] | None = None, *,
+                 streams: Sequence[Stream | Mapping[str, Any]] | None = None,
+                 weights: Sequence[float] | None = None, shuffle: bool = True, seed: int = 0,
                  transform: str | Callable[..., Any] | None = "train", size: int = 224, batch_size: int = 1,
-                 return_keys: bool = False, classes: str | os.PathLike[str] | Sequence[str] | None = None,
-                 storage_options: Mapping[str, Any] | None = None, cache_dir: str | os.PathLike[str] | None = None,
-                 cache_limit: int | None = None, partial: str = "drop", shuffle_window: int = 4,
-                 prefetch: int | None = None, merge_gap: int = DEFAULT_MERGE_GAP,
-                 classes_in: str | os.PathLike[str] | Sequence[str] | None = None) -> None:
+                 return_keys: bool = False, classes: Any = None, classes_in: Any = None,
+                 sampling: str | ClassSampling | None = None, epoch_size: int | None = None,
+                 replacement: bool | None = None, storage_options: Mapping[str, Any] | None = None,
+                 retry: RetryPolicy | None = None, cache_dir: str | os.PathLike[str] | None = None,
+                 cache_limit: int | None = None, index_dir: str | os.PathLike[str] | None = None,
+                 partial: str = "drop", shuffle_window: int = 64, chunk: int = 16, prefetch: int | None = None,
+                 merge_gap: int = DEFAULT_MERGE_GAP, index_cache_bytes: int = DEFAULT_INDEX_CACHE) -> None:
         super().__init__()
-        if not isinstance(url, str) or not url:
-            raise ConfigError(f"url must be a non-empty string, got {url!r}")
         if partial not in ("drop", "pad"):
             raise ConfigError(f"partial must be 'drop' or 'pad', got {partial!r}")
-        self.url = url
+        if retry is not None and not isinstance(retry, RetryPolicy):
+            raise ConfigError(f"retry must be a RetryPolicy, got {retry!r}")
         self.shuffle = bool(shuffle)
         self.seed = _int_option("seed", seed, 0)
         self.batch_size = _int_option("batch_size", batch_size, 1)
         self.shuffle_window = _int_option("shuffle_window", shuffle_window, 1)
-        self.prefetch = self.shuffle_window if prefetch is None else _int_option("prefetch", prefetch, 1)
+        self.chunk = _int_option("chunk", chunk, 1)
+        self.prefetch = (max(8, 2 * math.ceil(self.batch_size / self.chunk)) if prefetch is None
+                         else _int_option("prefetch", prefetch, 1))
         self.merge_gap = _int_option("merge_gap", merge_gap, 0)
+        self.index_cache_bytes = _int_option("index_cache_bytes", index_cache_bytes, 0)
         self.partial = partial
         self.return_keys = bool(return_keys)
+        self.retry = retry or RetryPolicy()
         self._transform = build_transform(transform, size)
-        self._storage_options = dict(storage_options or {})
         self._cache = ShardCache(cache_dir, cache_limit) if cache_dir is not None else None
         self._shared = SharedState()
-        self._proc: tuple[int, Store, ShardReader, Counter] | None = None  # per process, never pickled
-        self._iter_state: dict[str, Any] | None = None   # this process's current iterator (Stateful)
-        self._pending_iter: dict[str, Any] | None = None  # from load_state_dict(iterator state)
+        self._local: ProcessLocal[_Here] = ProcessLocal()
+        self._pending_iter: dict[str, Any] | None = None   # from load_state_dict(iterator state)
         self._logged: set[str] = set()
         self._parent_world: tuple[int, int] | None = None  # (rank, world_size) of the pickling process
 
-        if is_shard_url(url):
-            declared = None if classes_in is None else resolve_space(classes_in)
-            self._source: Source = brace_source(url, self._storage_options, declared)
-        else:
-            if classes_in is not None:
-                raise ConfigError("classes_in declares the class space of manifest-less shards; "
-                                  f"{url} is a dataset root whose index.json names its classes")
-            self._source = manifest_source(Store(root_of(url), self._storage_options))
-        for counter_name, n in self._source.skipped.items():
-            self._shared.add(0, counter_name, n)
-        full_counts = np.asarray(self._source.sample_counts, dtype=np.int64)
-        self._full_starts = np.concatenate([[0], np.cumsum(full_counts)]).astype(np.int64)
+        self._streams, mix_weights = _normalize_streams(url, streams, weights, classes_in, storage_options)
+        self.url = self._streams[0].url if len(self._streams) == 1 else [s.url for s in self._streams]
+        index_dir = os.fspath(index_dir) if index_dir is not None else os.environ.get(
+            "IMAGENET_STREAM_CACHE", DEFAULT_INDEX_DIR)
+        opened = [self._open(s, index_dir) for s in self._streams]
+        sources = [source for source, _ in opened]
+        if classes is not None and not all(s.declared for s in sources):
+            raise ConfigError("classes= selects classes by wnid, but these foreign shards' classes have no names: "
+                              "declare the space of their .cls values with classes_in= (e.g. 'in1k')")
+        self._mixture: Mixture = build_mixture(
+            sources, mix_weights, classes, parse_sampling(sampling),
+            None if epoch_size is None else _int_option("epoch_size", epoch_size, 0), replacement,
+            labels_of_source=lambda k: self._source_labels(sources[k], opened[k][1]),
+            excluded_of_source=lambda k: load_exclusions(opened[k][1], sources[k].manifest))
+        # Workers get the per-shard arrays, never a manifest (the shards are listed once, in _shards).
+        self._mixture.sources = tuple(replace(s, manifest=None) for s in sources)
+        for source in sources:
+            for counter_name, n in source.skipped.items():
+                self._shared.add(0, counter_name, n)
+        self._shards = tuple(replace(info, data_store=2 * k, index_store=2 * k + 1)
+                             for k, source in enumerate(sources) for info in source.shards)
+        self._store_urls = tuple((url_, self._options_for(url_, k)) for k, source in enumerate(sources)
+                                 for url_ in (source.shards_root, source.indexes_root))
+        self.total = self._mixture.epoch_total if self._mixture.draws else int(self._mixture.selection.counts.sum())
+        declared = all(s.declared for s in sources)
+        self.classes: list[str] | None = list(self._mixture.target_wnids) if declared else None
+        self.num_classes = len(self._mixture.target_wnids)
+        self._config = {"seed": self.seed, "shuffle": self.shuffle, "shuffle_window": self.shuffle_window,
+                        "chunk": self.chunk, "partial": self.partial, "epoch_total": self.total,
+                        "dataset": self._fingerprint()}
+        if self.total == 0:
+            log.warning("%r plans no samples (every class or sample is deselected or excluded)", self)
 
-        subset = resolve_classes(classes, self._source.wnids)
-        excluded = (load_exclusions(self._store(), self._source.manifest) if self._source.manifest is not None
-                    else np.zeros(0, dtype=np.int64))
-        self._remap: np.ndarray | None = None if subset is None else subset.remap
-        self._selected: np.ndarray | None = None  # selected-space id -> in-shard index
-        if subset is None and excluded.size == 0:
-            self._counts = [int(c) for c in full_counts]
+    # -- construction ------------------------------------------------------------------------
+    def _open(self, stream: Stream, index_dir: str) -> tuple[Source, Store]:
+        """The source of one stream and the store of its manifest."""
+        options = dict(stream.storage_options or {})
+        if is_shard_url(stream.url):
+            wnids = None if stream.classes_in is None else resolve_space(stream.classes_in)
+            store = cached_index(stream.url, index_dir, options, wnids, retry=self.retry)
         else:
-            labels = self._shard_labels() if subset is not None else None
-            per_shard = []
-            for number, count in enumerate(full_counts.tolist()):
-                keep = subset.select(labels[number]) if labels is not None else np.arange(count, dtype=np.int64)
-                lo, hi = np.searchsorted(excluded, self._full_starts[number:number + 2])
-                if hi > lo:  # the overlay: excluded samples are never planned, so every rank stays equal
-                    keep = np.setdiff1d(keep, excluded[lo:hi] - self._full_starts[number], assume_unique=True)
-                per_shard.append(keep)
-            self._counts = [len(k) for k in per_shard]
-            self._selected = np.concatenate(per_shard).astype(np.int64) if per_shard else np.zeros(0, np.int64)
-        self.classes: list[str] | None
-        if subset is None:
-            self.classes = None if self._source.wnids is None else list(self._source.wnids)
-        else:
-            self.classes = list(subset.wnids)
-        self.num_classes = len(self.classes) if self.classes is not None else self._source.num_classes
+            if stream.classes_in is not None:
+                raise ConfigError("classes_in declares the class space of foreign shards; "
+                                  f"{stream.url} is a dataset root whose index.json names its classes")
+            store = Store(root_of(stream.url), options, retry=self.retry)
+        return manifest_source(store), store
 
+    def _options_for(self, url: str, k: int) -> dict[str, Any]:
+        """A stream's storage options apply to its stores on the stream's protocol (not to a local index)."""
+        stream = self._streams[k]
+        return dict(stream.storage_options or {}) if _protocol(url) == _protocol(stream.url) else {}
+
+    @staticmethod
+    def _source_labels(source: Source, store: Store) -> list[np.ndarray]:
+        """Every sample's class per shard: ``labels.bin``, else every side index (slower)."""
+        labels = read_labels(store, source.manifest) if source.manifest is not None else None
+        if labels is not None:
+            return labels
+        log.info("%s has no labels.bin: reading %d side indexes to select classes", store.display_url,
+                 len(source.shards))
+        stores = (Store(source.shards_root, retry=store.retry) if source.shards_root != store.url else store,
+                  Store(source.indexes_root, retry=store.retry) if source.indexes_root != store.url else store)
+        reader = ShardReader(stores, [replace(s, data_store=0, index_store=1) for s in source.shards])
+        return [reader.side_index(i).labels.astype(np.int64) for i in range(len(source.shards))]
+
+    def _fingerprint(self) -> str:
+        """What a resume state must have been saved over: the shards, the eligible samples, the draw."""
+        digest = hashlib.sha256()
+        for info in self._shards:
+            digest.update(f"{info.name}\0{info.num_samples}\0".encode())
+        m = self._mixture
+        digest.update(m.selection.counts.astype("<i8").tobytes())
+        digest.update(repr((m.draws, m.epoch_total, m.replacement, m.target_wnids)).encode())
+        if m.shard_weights is not None:
+            digest.update(np.asarray(m.shard_weights, dtype="<f8").tobytes())
+        return digest.hexdigest()[:16]
 
     @property
     def hierarchy(self) -> Any:
@@ -175,13 +253,12 @@ class ImageNetStream(IterableDataset):
         from imagenet_stream.hierarchy import Hierarchy
 
         if self.classes is None:
-            raise ConfigError("brace-URL shards have no class list; a hierarchy needs a manifest")
+            raise ConfigError("these shards have no class names: declare them with classes_in= (e.g. 'in1k')")
         return Hierarchy.for_classes(self.classes, name="dataset")
 
-    # -- pickling into DataLoader workers -----------------------------------------------------------
+    # -- pickling into DataLoader workers -------------------------------------------------------
     def __getstate__(self) -> dict[str, Any]:
         state = dict(self.__dict__)
-        state["_proc"] = None
         # Spawned and forkserver DataLoader workers do not inherit torch.distributed's process group:
         # the rank and world size this (parent) process sees travel with the pickled copy.
         state["_parent_world"] = self._rank_world()
@@ -191,41 +268,35 @@ class ImageNetStream(IterableDataset):
         return detect_rank_world(inherited=self._parent_world)
 
     def __repr__(self) -> str:  # never shows storage options
-        return (f"ImageNetStream({self.url!r}, samples={sum(self._counts)}, shards={len(self._counts)}, "
+        return (f"ImageNetStream({self.url!r}, samples={self.total}, shards={len(self._shards)}, "
                 f"batch_size={self.batch_size}, epoch={self.epoch})")
 
-    # -- per-process objects -----------------------------------------------------------------------
-    def _store(self) -> Store:
-        return self._process(0)[1]
-
-    def _process(self, slot: int) -> tuple[int, Store, ShardReader, Counter]:
-        """Store, reader and counter row of this process (recreated after a fork or a pickle)."""
-        if self._proc is not None and self._proc[0] != os.getpid():
-            # Inherited through fork: never let it be garbage-collected here. Finalizing the parent's
-            # fsspec filesystem in the child closes the parent's connections on the event-loop
-            # (epoll) instance that fork shares, which silently stalls the parent's remote I/O.
-            _INHERITED.append(self._proc)
-            self._proc = None
-        if self._proc is None or self._proc[3].slot != slot:
-            store = Store(self._source.root, self._storage_options)
+    # -- per-process objects ---------------------------------------------------------------------
+    def _here(self, slot: int) -> _Here:
+        def make() -> _Here:
+            stores = [Store(u, options, retry=self.retry) for u, options in self._store_urls]
             counter = Counter(self._shared, slot)
-            reader = ShardReader(store, self._source.shards, cache=self._cache, count=counter.add,
-                                 side_indexes=self._source.side_indexes, merge_gap=self.merge_gap,
-                                 prefetch=self.prefetch)
-            self._proc = (os.getpid(), store, reader, counter)
-        return self._proc
+            reader = ShardReader(stores, self._shards, cache=self._cache, count=lambda n, v=1: here.counter.add(n, v),
+                                 merge_gap=self.merge_gap, prefetch=self.prefetch,
+                                 index_cache_bytes=self.index_cache_bytes)
+            here = _Here(reader, counter)
+            return here
 
-    def _shard_labels(self) -> list[np.ndarray]:
-        """Every sample's dataset class, per shard: ``labels.bin``, else every side index (slower)."""
-        store = self._store()
-        if self._source.manifest is not None:
-            labels = read_labels(store, self._source.manifest)
-            if labels is not None:
-                return labels
-            log.info("%s has no labels.bin: reading %d side indexes to select classes",
-                     self._source.root, len(self._source.shards))
-        reader = self._process(0)[2]
-        return [reader.side_index(i).labels.astype(np.int64) for i in range(len(self._source.shards))]
+        here = self._local.get(make)
+        if here.counter.slot != slot:
+            here.counter = Counter(self._shared, slot)
+        return here
+
+    def _view(self, here: _Here, epoch: int) -> EpochView:
+        view = here.views.get(epoch)
+        if view is None:
+            spec = OrderSpec(self.seed, epoch, self.shuffle, self.shuffle_window, self.chunk)
+            view = here.views[epoch] = EpochView(self._mixture, spec, lambda s: here.reader.side_index(s).labels)
+            while len(here.views) > _VIEWS_KEPT:
+                here.views.popitem(last=False)
+            if view.total != self.total:
+                raise PlanError(f"epoch {epoch} planned {view.total} samples, expected {self.total}")
+        return view
 
     # -- epochs, length, counters ------------------------------------------------------------------
     @property
@@ -234,22 +305,17 @@ class ImageNetStream(IterableDataset):
 
     def set_epoch(self, epoch: int) -> None:
         """Use ``epoch`` for the next iteration, in this process and in every DataLoader worker
-        (persistent ones too). A pending resume of another epoch is dropped."""
+        (persistent ones too). A loaded resume of another epoch is dropped."""
         self._shared.set_epoch(_int_option("epoch", epoch, 0))
 
-    def _plan(self, world: World, epoch: int) -> EpochPlan:
-        return plan_epoch(self._counts, world, seed=self.seed, epoch=epoch, batch_size=self.batch_size,
-                          shuffle=self.shuffle, shuffle_window=self.shuffle_window, partial=self.partial)
-
-    def _rank_plan(self) -> EpochPlan:
+    def _rank_plan(self, epoch: int) -> RankPlan:
         rank, world_size = self._rank_world()
-        return self._plan(World(rank=rank, world_size=world_size), self.epoch)
+        return RankPlan(self.total, self._shared.resume_start(epoch), rank, world_size, self.batch_size,
+                        self.partial)
 
     def __len__(self) -> int:
-        """Samples this rank yields this epoch (the rest of it when a resume is pending)."""
-        _, world_size = self._rank_world()
-        rank_samples = rank_share(sum(self._counts), world_size, self.partial)
-        return rank_samples - (self._shared.pending_resume(self.epoch) or 0)
+        """Samples this rank yields this epoch (the rest of it after a loaded resume)."""
+        return self._rank_plan(self.epoch).samples
 
     def stats(self) -> dict[str, int]:
         """Counters (see :data:`imagenet_stream.streaming.shared.COUNTERS`) summed over the main
@@ -260,123 +326,117 @@ class ImageNetStream(IterableDataset):
     def __iter__(self) -> Iterator[tuple[Any, ...]]:
         world = detect_world(inherited=self._parent_world)
         in_worker = get_worker_info() is not None
-        slot = slot_for_worker(world.worker if in_worker else None)
-        self._shared.note_num_workers(world.num_workers if in_worker else 0)
-        epoch, plan_world, start, samples_seen = self._start_point(world, slot, in_worker)
-        plan = self._plan(plan_world, epoch)
-        if samples_seen is not None:  # a rank-level resume: where this worker's share continues
-            start = plan.resume_offset(samples_seen)
-        self._iter_state = {"epoch": epoch, "position": start, "rank": world.rank, "world_size": world.world_size,
-                            "worker": world.worker, "num_workers": world.num_workers,
-                            "plan_worker": plan_world.worker}
-        return self._generate(plan, start, epoch, slot)
-
-    def _start_point(self, world: World, slot: int, in_worker: bool) -> tuple[int, World, int, int | None]:
-        """``(epoch, world to plan with, first position, rank samples_seen of a resume or None)``."""
+        here = self._here(slot_for_worker(world.worker if in_worker else None))
         pending, self._pending_iter = self._pending_iter, None
-        if pending is not None:  # torchdata StatefulDataLoader restored this worker's iterator
-            for key in ("rank", "world_size", "worker", "num_workers"):
-                if pending[key] != getattr(world, key):
-                    raise PlanError(f"iterator state was saved with {key}={pending[key]}, "
-                                    f"this iterator has {key}={getattr(world, key)}")
-            plan_world = World(world.rank, world.world_size, int(pending["plan_worker"]), world.num_workers)
-            return int(pending["epoch"]), plan_world, int(pending["position"]), None
-        epoch = self._shared.epoch
-        samples_seen = self._shared.take_resume(slot, epoch)
-        if samples_seen is None:
-            return epoch, world, 0, None
-        saved = self._shared.resume_num_workers
-        actual = world.num_workers if in_worker else 0
-        if saved is not None and max(saved, 1) != max(actual, 1):
-            raise PlanError(f"the resume state was saved with a DataLoader of num_workers={saved}, "
-                            f"this one has num_workers={actual}: batches would differ")
-        # A fresh DataLoader starts at worker 0, but the next rank batch is worker k % W's.
-        return epoch, resume_world(world, samples_seen // self.batch_size), 0, samples_seen
+        if pending is not None:  # torchdata's StatefulDataLoader restored this iterator
+            for key in ("rank", "world_size", "worker", "num_workers", "batch_size"):
+                mine = self.batch_size if key == "batch_size" else getattr(world, key)
+                if pending[key] != mine:
+                    raise PlanError(f"iterator state was saved with {key}={pending[key]}, this iterator has "
+                                    f"{key}={mine}")
+            epoch, start = int(pending["epoch"]), int(pending["start"])
+            first, skip = int(pending["batch"]), int(pending["offset"])
+        else:
+            epoch = self._shared.epoch
+            start, first, skip = self._shared.resume_start(epoch), world.worker, 0
+        view = self._view(here, epoch)
+        plan = RankPlan(view.total, start, world.rank, world.world_size, self.batch_size, self.partial)
+        mixture = self._mixture
+        worker_pass = WorkerPass(view=view, plan=plan, batches=range(first, plan.num_batches, world.num_workers),
+                                 skip=skip, reader=here.reader, transform=self._transform, target_of=mixture.target,
+                                 num_classes=self.num_classes, counter=here.counter, logged=self._logged,
+                                 shard_name=lambda s: self._shards[s].name)
+        here.current = {"epoch": epoch, "start": start, "rank": world.rank, "world_size": world.world_size,
+                        "worker": world.worker, "num_workers": world.num_workers, "pass": worker_pass}
+        return self._generate(worker_pass)
 
-    def _locate(self, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Planned ids -> ``(shard, in-shard index)``."""
-        shards, pos = locate(ids, self._counts)
-        if self._selected is None:
-            return shards, pos
-        return shards, self._selected[ids]
-
-    def _generate(self, plan: EpochPlan, start: int, epoch: int, slot: int) -> Iterator[tuple[Any, ...]]:
-        _, _, reader, counter = self._process(slot)
-        windows = [self._locate(np.asarray(w)) for w in plan.windows(start)]
-        state = self._iter_state
-        assert state is not None
-        for raw in reader.read(windows):
-            state["position"] = start + raw.position + 1
-            rng = np.random.default_rng([self.seed, epoch, int(self._full_starts[raw.shard]) + raw.index])
-            try:
-                image = self._transform(raw.data, rng)
-            except DECODE_ERRORS as exc:
-                counter.add("corrupt_images")
-                if raw.key not in self._logged:
-                    self._logged.add(raw.key)
-                    log.warning("skipping corrupt image %s in shard %s: %s", raw.key,
-                                self._source.shards[raw.shard].name, exc)
-                continue
-            target = raw.label if self._remap is None else int(self._remap[raw.label])
-            if target < 0:  # labels.bin and the side index disagree: never hand a -1 to the loss
-                counter.add("label_mismatches")
-                log.warning("skipping %s in shard %s: its class %d is not among the selected ones (labels.bin "
-                            "disagrees with the side index)", raw.key, self._source.shards[raw.shard].name,
-                            raw.label)
-                continue
-            counter.add("samples_yielded")
-            yield (image, target, raw.key) if self.return_keys else (image, target)
-        state["position"] = len(plan.samples)
+    def _generate(self, worker_pass: WorkerPass) -> Iterator[tuple[Any, ...]]:
+        for image, target, key in worker_pass:
+            yield (image, target, key) if self.return_keys else (image, target)
 
     # -- resumption ----------------------------------------------------------------------------------
-    def _config(self) -> dict[str, Any]:
-        return {"seed": self.seed, "batch_size": self.batch_size, "shuffle": self.shuffle,
-                "shuffle_window": self.shuffle_window, "partial": self.partial, "num_samples": sum(self._counts)}
-
     def state_dict(self, samples_seen: int | None = None) -> dict[str, Any]:
         """A JSON-serializable resume state.
 
         ``state_dict(samples_seen=n)``: the rank has consumed ``n`` samples of the current epoch
-        (whole batches, or the whole epoch); :meth:`load_state_dict` of it in a fresh dataset makes
-        the next iteration yield exactly the rest of the epoch, with any DataLoader of the same
-        ``num_workers`` and ``batch_size``.
+        (whole batches, or its whole share). The state holds the prefix of the epoch's order the
+        whole world has consumed (``P + (n / B) * R * B``, the same on every rank), so
+        :meth:`load_state_dict` of it, in any world and with any ``num_workers`` and batch size,
+        streams exactly the rest of the epoch once, with equal counts per rank.
 
-        ``state_dict()``: the state of this process's iterator (torchdata's ``Stateful`` protocol,
-        which ``StatefulDataLoader`` calls inside each worker).
+        ``state_dict()``: the state of this process's latest iterator (torchdata's ``Stateful``
+        protocol, which ``StatefulDataLoader`` calls inside each worker).
         """
         if samples_seen is None:
-            current = self._iter_state or {"epoch": self.epoch, "position": 0, "rank": None, "world_size": None,
-                                           "worker": None, "num_workers": None, "plan_worker": None}
-            return {"format": ITERATOR_FORMAT, **self._config(), **current}
-        n = _int_option("samples_seen", samples_seen, 0)
-        plan = self._rank_plan()
-        plan.resume_offset(n)  # validates n: whole batches, at most the epoch (PlanError otherwise)
-        return {"format": RESUME_FORMAT, **self._config(), "epoch": self.epoch, "samples_seen": n,
-                "world_size": plan.world.world_size, "num_workers": self._shared.num_workers_seen}
+            here = self._local.peek()
+            current = here.current if here is not None else None
+            if current is None:
+                return {"format": ITERATOR_FORMAT, **self._config, "epoch": self.epoch, "worker": None}
+            position = current["pass"].position
+            return {"format": ITERATOR_FORMAT, **self._config, "batch_size": self.batch_size,
+                    **{k: v for k, v in current.items() if k != "pass"},
+                    "batch": position.batch, "offset": position.offset}
+        plan = self._rank_plan(self.epoch)
+        consumed = plan.consumed_after(plan.samples_to_batches(_int_option("samples_seen", samples_seen, 0)))
+        return rank_state(self._config, epoch=self.epoch, consumed=consumed, rank=plan.rank,
+                          world_size=plan.world_size, batch_size=self.batch_size)
 
-    def load_state_dict(self, state: Mapping[str, Any]) -> None:
-        """Resume from :meth:`state_dict`; a rank state applies to the next pass over its epoch."""
-        if not isinstance(state, Mapping) or state.get("format") not in (RESUME_FORMAT, ITERATOR_FORMAT):
+    def load_state_dict(self, state: Mapping[str, Any] | Sequence[Mapping[str, Any]]) -> None:
+        """Resume from :meth:`state_dict` (one rank's state, or a list of every rank's, which must
+        agree). A rank state applies to every pass over its epoch until another epoch is set."""
+        state = merge_rank_states(state) if not isinstance(state, Mapping) else state
+        if not isinstance(state, Mapping) or state.get("format") not in (RANK_FORMAT, ITERATOR_FORMAT):
+            found = state.get("format") if isinstance(state, Mapping) else None
+            if isinstance(found, str) and found.startswith("imagenet-stream/"):
+                raise ConfigError(f"a {found} state is from an older imagenet-stream, which planned epochs "
+                                  "differently: it cannot be resumed; restart the epoch")
             raise ConfigError(f"not an ImageNetStream state: {state!r:.200}")
-        mine = self._config()
-        for key in _CONFIG_KEYS:
-            if state.get(key) != mine[key]:
-                raise PlanError(f"cannot resume: the state has {key}={state.get(key)!r}, "
-                                f"this dataset has {key}={mine[key]!r}")
+        check_config(state, self._config)
+        epoch = _int_option("epoch", state.get("epoch"), 0)
         if state["format"] == ITERATOR_FORMAT:
-            self._pending_iter = dict(state) if state.get("worker") is not None else None
-            if self._pending_iter is None:
-                self.set_epoch(int(state["epoch"]))
+            if state.get("worker") is None:
+                self.set_epoch(epoch)
+                return
+            self._pending_iter = dict(state)
             return
-        rank, world_size = self._rank_world()
-        if state["world_size"] != world_size:
-            raise PlanError(f"cannot resume: the state was saved with world_size={state['world_size']}, "
-                            f"this process has world_size={world_size}")
-        epoch = _int_option("epoch", state["epoch"], 0)
-        n = _int_option("samples_seen", state["samples_seen"], 0)
-        self._plan(World(rank=rank, world_size=world_size), epoch).resume_offset(n)  # validates n
-        workers = state.get("num_workers")
-        self._shared.set_resume(epoch, n, None if workers is None else int(workers))
+        consumed = _int_option("consumed", state.get("consumed"), 0)
+        if consumed > self.total:
+            raise PlanError(f"cannot resume: the state has consumed={consumed}, past the epoch's {self.total} samples")
+        self._shared.set_resume(epoch, consumed)
 
 
-__all__ = ["ImageNetStream", "RESUME_FORMAT", "ITERATOR_FORMAT", "DECODE_ERRORS"]
+def _normalize_streams(url: Any, streams: Any, weights: Any, classes_in: Any,
+                       storage_options: Mapping[str, Any] | None) -> tuple[list[Stream], list[float] | None]:
+    """``(streams, mixture weights or None)`` from the ways a dataset can be named."""
+    if (url is None) == (streams is None):
+        raise ConfigError("give the data as url=... or as streams=[Stream(...), ...], not both or neither")
+    if streams is not None:
+        if weights is not None:
+            raise ConfigError("streams carry their own weights: Stream(url, weight=...)")
+        out = [s if isinstance(s, Stream) else Stream(**dict(s)) for s in streams]
+        if not out:
+            raise ConfigError("streams is empty")
+        out = [replace(s, classes_in=s.classes_in if s.classes_in is not None else classes_in,
+                       storage_options=s.storage_options if s.storage_options is not None else storage_options)
+               for s in out]
+        return out, [s.weight for s in out] if len(out) > 1 else None
+    urls = [url] if isinstance(url, (str, Stream)) else list(url)
+    if not urls:
+        raise ConfigError("url is an empty list")
+    out = []
+    for u in urls:
+        if isinstance(u, Stream):
+            out.append(u)
+        elif isinstance(u, str) and u:
+            out.append(Stream(u, classes_in=classes_in, storage_options=storage_options))
+        else:
+            raise ConfigError(f"url must be a non-empty string (or a list of them), got {u!r}")
+    if weights is None:
+        return out, None
+    weights = list(weights)
+    if len(weights) != len(out):
+        raise ConfigError(f"{len(weights)} weights for {len(out)} datasets")
+    return [replace(s, weight=float(w)) for s, w in zip(out, weights)], [float(w) for w in weights]
+
+
+__all__ = ["DECODE_ERRORS", "DEFAULT_INDEX_DIR", "ITERATOR_FORMAT", "RANK_FORMAT", "ImageNetStream"]

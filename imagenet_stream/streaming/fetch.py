@@ -3,8 +3,8 @@
 :meth:`Store.read` already retries transient errors with backoff; this loop reads the range in
 chunks so that a failure in the middle of a long range resumes at the current byte offset (the
 chunks already received are kept), and it returns *short* bytes only when the object itself is
-shorter than asked (a truncated shard). Any other failure raises :class:`StorageError` naming the
-object.
+shorter than asked (a truncated shard). A missing or forbidden object raises ``FileNotFoundError`` /
+``PermissionError``; any other failure :class:`StorageError` naming the object.
 """
 from __future__ import annotations
 
@@ -35,6 +35,8 @@ def read_range(store: Store, name: str, start: int, end: int, *, chunk_size: int
         stop = min(pos + chunk_size, end)
         try:
             data = store.read(name, pos, stop)
+        except (FileNotFoundError, PermissionError):
+            raise  # gone or forbidden: the caller decides (the reader substitutes the shard's samples)
         except Exception as exc:  # noqa: BLE001 - classified below: truncated object or failure
             if _object_size(store, name, exc) <= pos:
                 break  # the range starts past the end of a truncated object (e.g. HTTP/S3 416)

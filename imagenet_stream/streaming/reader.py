@@ -1,15 +1,17 @@
 """Shard bytes -> samples: one ranged read per run of samples, sliced with the side index.
 
-A worker's yield order is cut into *windows* (see :meth:`EpochPlan.windows`); each window draws
+A worker's yield order is cut into *windows* (the dataset makes one per batch); each window draws
 from a few contiguous in-shard ranges. For every window the reader sorts the needed samples, turns
 them into byte ranges of the tar (neighbouring samples share one request; ranges closer than
 ``merge_gap`` bytes are merged), fetches the ranges on a background thread (bounded by
 ``prefetch`` ranges ahead of the consumer, so the next window downloads while this one decodes),
 and yields the samples in the window's order as :class:`RawSample` with their JPEG bytes.
 
-Memory: the fetched bytes of the current window plus up to ``prefetch`` ranges. A shard whose
-bytes end early (truncated) loses only the samples past its end: they are skipped, counted
-(``truncated_samples``, ``truncated_shards``) and the shard is logged once per process.
+Memory: the fetched bytes of the current window plus up to ``prefetch`` ranges. A sample that cannot
+be read comes out as a :class:`MissingSample` in its place (the caller substitutes it): the samples
+past the end of a truncated shard (``truncated_samples``, ``truncated_shards``), and every sample of a
+shard that is gone, unreadable, or whose side index fails its checks (``unreadable_samples``,
+``bad_shards``); each such shard is logged once per process.
 """
 from __future__ import annotations
 
@@ -27,7 +29,7 @@ from typing import BinaryIO
 
 import numpy as np
 
-from imagenet_stream.errors import ManifestError, ShardIntegrityError, StorageError
+from imagenet_stream.errors import ManifestError, ShardIntegrityError
 from imagenet_stream.shards import SideIndex
 from imagenet_stream.storage import Store
 from imagenet_stream.streaming.cache import ShardCache
@@ -37,6 +39,8 @@ log = logging.getLogger(__name__)
 
 DEFAULT_MERGE_GAP = 256 << 10
 DEFAULT_PREFETCH = 8
+#: Side indexes a reader keeps (their encoded bytes): about 680 shards of 1,000 samples.
+DEFAULT_INDEX_CACHE = 64 << 20
 _OPEN_FILES = 8
 _JOIN_WARN_SECONDS = 30.0
 
@@ -49,9 +53,11 @@ class ShardInfo:
     num_samples: int
     bytes: int | None = None     # size of the tar, when known
     sha256: str | None = None    # of the tar, when known (verified by the cache)
-    index: str | None = None     # side index object name; None: ``side_indexes`` are given
+    index: str | None = None     # side index object name
     index_bytes: int | None = None
     index_sha256: str | None = None
+    data_store: int = 0          # which of the reader's stores holds the tar
+    index_store: int = 0         # ... and its side index
 
 
 @dataclass(frozen=True)
@@ -64,6 +70,16 @@ class RawSample:
     key: str
     label: int
     data: memoryview
+
+
+@dataclass(frozen=True)
+class MissingSample:
+    """A sample of the yield order that could not be read (``reason``: ``"truncated"`` or ``"unreadable"``)."""
+
+    position: int
+    shard: int
+    index: int
+    reason: str
 
 
 @dataclass(frozen=True)
@@ -116,24 +132,29 @@ def byte_ranges(index: SideIndex, members: np.ndarray, merge_gap: int) -> list[t
 
 
 class ShardReader:
-    """Fetches samples of the shards of one dataset; create one per process (it holds threads' state).
+    """Fetches samples of the shards of one or more datasets; create one per process (it holds
+    threads' state). Shard ``s``'s tar is in ``stores[shards[s].data_store]``, its side index in
+    ``stores[shards[s].index_store]``.
 
-    ``count(name, n)`` receives the counters of :mod:`imagenet_stream.streaming.shared`.
-    ``side_indexes`` may pre-supply indexes (brace-URL datasets discover them up front).
+    ``count(name, n)`` receives the counters of :mod:`imagenet_stream.streaming.shared`. Side
+    indexes are kept in an LRU of at most ``index_cache_bytes`` (their encoded size).
     """
 
-    def __init__(self, store: Store, shards: Sequence[ShardInfo], *, cache: ShardCache | None = None,
-                 count: Callable[[str, int], None] | None = None,
-                 side_indexes: dict[int, SideIndex] | None = None, merge_gap: int = DEFAULT_MERGE_GAP,
-                 chunk_size: int = DEFAULT_CHUNK, prefetch: int = DEFAULT_PREFETCH) -> None:
-        self.store = store
+    def __init__(self, stores: Store | Sequence[Store], shards: Sequence[ShardInfo], *,
+                 cache: ShardCache | None = None, count: Callable[[str, int], None] | None = None,
+                 merge_gap: int = DEFAULT_MERGE_GAP, chunk_size: int = DEFAULT_CHUNK,
+                 prefetch: int = DEFAULT_PREFETCH, index_cache_bytes: int = DEFAULT_INDEX_CACHE) -> None:
+        self.stores = (stores,) if isinstance(stores, Store) else tuple(stores)
+        self.store = self.stores[0]
         self.shards = tuple(shards)
-        self.cache = cache if (cache is not None and not store.is_local) else None
+        self.cache = cache
         self.count = count or (lambda _name, _n: None)
         self.merge_gap = int(merge_gap)
         self.chunk_size = int(chunk_size)
         self.prefetch = max(1, int(prefetch))
-        self._indexes: dict[int, SideIndex] = dict(side_indexes or {})
+        self.index_cache_bytes = int(index_cache_bytes)
+        self._indexes: OrderedDict[int, tuple[SideIndex, int]] = OrderedDict()
+        self._index_bytes = 0
         self._index_lock = threading.Lock()
         self._uncacheable: set[int] = set()
         self._read_shards: set[int] = set()
@@ -145,7 +166,7 @@ class ShardReader:
 
     # -- side indexes ------------------------------------------------------------------------
     def side_index(self, shard: int) -> SideIndex:
-        """The side index of ``shard`` (read once per reader, then kept).
+        """The side index of ``shard`` (from the bounded LRU, else read and checked).
 
         Its size and sha256 are checked against the manifest on every path (cache hit, download,
         direct read); a cached copy that fails is dropped and read again directly, a direct read
@@ -153,37 +174,49 @@ class ShardReader:
         """
         with self._index_lock:
             found = self._indexes.get(shard)
-        if found is not None:
-            return found
+            if found is not None:
+                self._indexes.move_to_end(shard)
+                return found[0]
         info = self.shards[shard]
         if info.index is None:
             raise ManifestError(f"shard {info.name!r} has no side index")
+        store = self.stores[info.index_store]
         raw = None
-        if self.cache is not None:
-            with self.cache.open(self.store, info.index, size=info.index_bytes, sha256=info.index_sha256,
+        if self.cache is not None and not store.is_local:
+            with self.cache.open(store, info.index, size=info.index_bytes, sha256=info.index_sha256,
                                  on_event=self.count) as handle:
                 raw = handle.read()
             if not self._index_ok(info, raw):
-                self.cache.drop(self.store, info.index, info.index_sha256)
+                self.cache.drop(store, info.index, info.index_sha256)
                 self.count("cache_rejects", 1)
                 raw = None
         if raw is None:
-            want = info.index_bytes + 1 if info.index_bytes is not None else self.store.size(info.index)
-            raw = read_range(self.store, info.index, 0, want, chunk_size=self.chunk_size,
+            want = info.index_bytes + 1 if info.index_bytes is not None else store.size(info.index)
+            raw = read_range(store, info.index, 0, want, chunk_size=self.chunk_size,
                              on_bytes=lambda n: self.count("bytes_read", n))
             self.count("requests", 1)
             if not self._index_ok(info, raw):
                 raise ShardIntegrityError(
-                    f"{self.store.url_of(info.index)}: {len(raw)} bytes with sha256 "
+                    f"{store.url_of(info.index)}: {len(raw)} bytes with sha256 "
                     f"{hashlib.sha256(raw).hexdigest()[:16]}..., the manifest says {info.index_bytes} bytes "
                     f"with sha256 {(info.index_sha256 or '?')[:16]}...")
-        index = SideIndex.from_bytes(raw, where=self.store.url_of(info.index))
+        index = SideIndex.from_bytes(raw, where=store.url_of(info.index))
         if index.num_samples != info.num_samples:
-            raise ManifestError(f"{self.store.url_of(info.index)}: {index.num_samples} samples, "
+            raise ManifestError(f"{store.url_of(info.index)}: {index.num_samples} samples, "
                                 f"the manifest says {info.num_samples}")
         with self._index_lock:
-            self._indexes[shard] = index
+            if shard not in self._indexes:
+                self._indexes[shard] = (index, len(raw))
+                self._index_bytes += len(raw)
+            while self._index_bytes > self.index_cache_bytes and len(self._indexes) > 1:
+                _, (_, size) = self._indexes.popitem(last=False)
+                self._index_bytes -= size
         return index
+
+    @property
+    def cached_index_bytes(self) -> int:
+        """Encoded bytes of the side indexes this reader holds (at most ``index_cache_bytes``)."""
+        return self._index_bytes
 
     @staticmethod
     def _index_ok(info: ShardInfo, raw: bytes) -> bool:
@@ -201,8 +234,11 @@ class ShardReader:
             files.move_to_end(shard)
             return handle
         info = self.shards[shard]
+        store = self.stores[info.data_store]
+        if store.is_local:
+            return None
         try:
-            handle = self.cache.open(self.store, info.name, size=info.bytes, sha256=info.sha256,
+            handle = self.cache.open(store, info.name, size=info.bytes, sha256=info.sha256,
                                      on_event=self.count)
         except ShardIntegrityError as exc:
             log.warning("%s; reading it without the cache", exc)
@@ -216,6 +252,7 @@ class ShardReader:
 
     def fetch(self, shard: int, begin: int, end: int, files: OrderedDict[int, BinaryIO] | None = None) -> bytes:
         """Tar bytes ``[begin, end)`` of ``shard``; shorter only when the shard is truncated.
+        ``FileNotFoundError`` / ``PermissionError`` when the shard is gone or forbidden.
 
         ``files``: the calling pass's table of open cache files (None: read without the cache).
         """
@@ -226,14 +263,10 @@ class ShardReader:
         if handle is not None:
             data = os.pread(handle.fileno(), end - begin, begin)
         else:
-            name = self.shards[shard].name
-            try:
-                data = read_range(self.store, name, begin, end, chunk_size=self.chunk_size,
-                                  on_bytes=lambda n: self.count("bytes_read", n))
-            except FileNotFoundError:
-                data = None
-            if data is None:
-                raise StorageError(f"shard {self.store.url_of(name)} not found")
+            info = self.shards[shard]
+            store = self.stores[info.data_store]
+            data = read_range(store, info.name, begin, end, chunk_size=self.chunk_size,
+                              on_bytes=lambda n: self.count("bytes_read", n))
             self.count("requests", 1)
         if len(data) < end - begin:
             self._note_truncated(shard, begin + len(data))
@@ -244,14 +277,20 @@ class ShardReader:
             return
         self._truncated.add(shard)
         self.count("truncated_shards", 1)
-        log.warning("shard %s is truncated at byte %d: skipping the samples past its end",
-                    self.store.url_of(self.shards[shard].name), size)
+        info = self.shards[shard]
+        where = f"at byte {size}" if size >= 0 else "(shorter than its side index says)"
+        log.warning("shard %s is truncated %s: the samples past its end are replaced by substitutes",
+                    self.stores[info.data_store].url_of(info.name), where)
 
     # -- samples -----------------------------------------------------------------------------
-    def read(self, windows: Sequence[tuple[np.ndarray, np.ndarray]]) -> Iterator[RawSample]:
-        """Yield the samples of ``windows`` (each ``(shards, in-shard indices)`` in yield order).
+    def read(self, windows: Sequence[tuple[np.ndarray, np.ndarray]], *,
+             quiet: bool = False) -> Iterator[RawSample | MissingSample]:
+        """Yield the samples of ``windows`` (each ``(shards, in-shard indices)`` in yield order), one
+        item per requested sample: a :class:`RawSample`, or a :class:`MissingSample` in its place.
 
-        ``RawSample.position`` counts over all windows; skipped (truncated) samples leave gaps.
+        ``position`` counts over all windows. ``windows`` is read twice (by the fetching thread
+        and by the consumer), so it may be a lazy sequence that computes its items on demand.
+        ``quiet``: missing samples are not counted (a search for a substitute, not the epoch's own samples).
         A background thread fetches ahead; when the iterator is closed (exhausted, dropped after
         a ``break``, or garbage-collected) the thread is stopped and joined, and the cache files
         it opened are closed, so no two passes ever share a file table.
@@ -262,7 +301,7 @@ class ShardReader:
                                   name="imagenet-stream-prefetch")
         thread.start()
         try:
-            yield from self._consume(windows, ranges)
+            yield from self._consume(windows, ranges, quiet)
         finally:
             stop.set()
             with contextlib.suppress(queue.Empty):
@@ -299,7 +338,11 @@ class ShardReader:
                     for group, begin, end in byte_ranges(index, members, self.merge_gap):
                         if stop.is_set():
                             return
-                        data = self.fetch(int(shard), begin, end, files)
+                        try:
+                            data = self.fetch(int(shard), begin, end, files)
+                        except (FileNotFoundError, PermissionError) as exc:
+                            self._mark_bad(int(shard), exc)
+                            break  # the consumer substitutes every sample of this shard
                         if not put(_Range(w, int(shard), group, begin, data, index)):
                             return
                 if not put((_END, w)):
@@ -316,13 +359,21 @@ class ShardReader:
             return None
         try:
             return self.side_index(shard)
-        except (ShardIntegrityError, ManifestError) as exc:
-            self._bad.add(shard)
-            self.count("bad_shards", 1)
-            log.error("skipping every sample of shard %s: %s", self.store.url_of(self.shards[shard].name), exc)
+        except (ShardIntegrityError, ManifestError, FileNotFoundError, PermissionError) as exc:
+            self._mark_bad(shard, exc)
             return None
 
-    def _consume(self, windows: Sequence[tuple[np.ndarray, np.ndarray]], ranges: queue.Queue) -> Iterator[RawSample]:
+    def _mark_bad(self, shard: int, exc: BaseException) -> None:
+        if shard in self._bad:
+            return
+        self._bad.add(shard)
+        self.count("bad_shards", 1)
+        info = self.shards[shard]
+        log.error("cannot read shard %s (%s): its samples are replaced by substitutes",
+                  self.stores[info.data_store].url_of(info.name), exc)
+
+    def _consume(self, windows: Sequence[tuple[np.ndarray, np.ndarray]], ranges: queue.Queue,
+                 quiet: bool) -> Iterator[RawSample | MissingSample]:
         position = 0
         for w, (shards, indices) in enumerate(windows):
             have: dict[tuple[int, int], _Range] = {}
@@ -337,30 +388,31 @@ class ShardReader:
                         continue
                     for member in item.members.tolist():
                         have[(item.shard, member)] = item
-                sample = self._slice(position, shard, i, have.get((shard, i)))
+                yield self._slice(position, shard, i, have.get((shard, i)), quiet)
                 position += 1
-                if sample is not None:
-                    yield sample
             while not ended:  # drain this window's end marker
                 item = ranges.get()
                 if isinstance(item, BaseException):
                     raise item
                 ended = isinstance(item, tuple)
 
-    def _slice(self, position: int, shard: int, i: int, found: _Range | None) -> RawSample | None:
+    def _slice(self, position: int, shard: int, i: int, found: _Range | None,
+               quiet: bool = False) -> RawSample | MissingSample:
         if found is None:
-            self.count("unreadable_samples" if shard in self._bad else "truncated_samples", 1)
-            if shard not in self._bad:
-                self._note_truncated(shard, -1)
-            return None
-        index = found.index
-        lo = int(index.image_offsets[i]) - found.begin
-        hi = lo + int(index.image_sizes[i])
-        if lo < 0 or hi > len(found.data):
-            self.count("truncated_samples", 1)
-            self._note_truncated(shard, -1)
-            return None
+            reason = "unreadable" if shard in self._bad else "truncated"
+        else:
+            index = found.index
+            lo = int(index.image_offsets[i]) - found.begin
+            hi = lo + int(index.image_sizes[i])
+            reason = "truncated" if lo < 0 or hi > len(found.data) else ""
+        if reason:
+            if not quiet:
+                self.count(f"{reason}_samples", 1)
+                if reason == "truncated":
+                    self._note_truncated(shard, -1)
+            return MissingSample(position, shard, i, reason)
         return RawSample(position, shard, i, index.keys[i], int(index.labels[i]), memoryview(found.data)[lo:hi])
 
 
-__all__ = ["DEFAULT_MERGE_GAP", "DEFAULT_PREFETCH", "RawSample", "ShardInfo", "ShardReader", "byte_ranges"]
+__all__ = ["DEFAULT_INDEX_CACHE", "DEFAULT_MERGE_GAP", "DEFAULT_PREFETCH", "MissingSample", "RawSample", "ShardInfo",
+           "ShardReader", "byte_ranges"]

@@ -24,9 +24,10 @@ from imagenet_stream.errors import PlanError
 #: Counters reported by ``ImageNetStream.stats()``.
 COUNTERS: tuple[str, ...] = (
     "samples_yielded",    # samples handed to the DataLoader
-    "corrupt_images",     # samples skipped because their image did not decode
+    "substituted_samples",  # yielded in place of a sample that could not be used (see ImageNetStream)
+    "corrupt_images",     # samples whose image did not decode (each replaced by a substitute)
     "truncated_shards",   # shards found shorter than their side index says (counted once per process)
-    "truncated_samples",  # samples skipped because their bytes lie past the end of a truncated shard
+    "truncated_samples",  # samples whose bytes lie past the end of a truncated shard (replaced)
     "bytes_read",         # bytes read from the dataset's storage (not from the local cache)
     "requests",           # range requests sent to the dataset's storage
     "shards_read",        # distinct shards this process read from (counted once per process)
@@ -35,9 +36,9 @@ COUNTERS: tuple[str, ...] = (
     "cache_rejects",      # downloads refused by the cache (size/sha256 mismatch); read directly instead
     "invalid_samples",    # foreign-shard samples without an image or a decimal .cls (left out at discovery)
     "out_of_range_labels",  # samples whose class is outside the declared class space (left out)
-    "label_mismatches",   # samples whose side-index class is not the one labels.bin planned (skipped)
+    "label_mismatches",   # samples whose side-index class is not the one labels.bin planned (replaced)
     "bad_shards",         # shards whose side index fails its manifest size/sha256 (once per process)
-    "unreadable_samples",  # samples skipped because their shard's side index failed its checks
+    "unreadable_samples",  # samples of such shards, or whose shard is gone (replaced)
 )
 _COLUMN = {name: i for i, name in enumerate(COUNTERS)}
 
@@ -45,8 +46,8 @@ _COLUMN = {name: i for i, name in enumerate(COUNTERS)}
 MAX_WORKERS = 255
 
 # Control slots.
-EPOCH, RESUME_EPOCH, RESUME_SAMPLES, RESUME_GENERATION, NUM_WORKERS_SEEN, RESUME_NUM_WORKERS = range(6)
-_CONSUMED = 6  # then one slot per counter row: the resume generation that row already applied
+EPOCH, RESUME_EPOCH, RESUME_CONSUMED = range(3)
+_CONTROL = 3
 NO_RESUME = -1
 
 
@@ -54,9 +55,8 @@ class SharedState:
     """Epoch, pending resume and counters, visible to every worker copy of one dataset."""
 
     def __init__(self) -> None:
-        self.control = torch.zeros(_CONSUMED + MAX_WORKERS + 1, dtype=torch.int64).share_memory_()
+        self.control = torch.zeros(_CONTROL, dtype=torch.int64).share_memory_()
         self.control[RESUME_EPOCH] = NO_RESUME
-        self.control[NUM_WORKERS_SEEN] = -1
         self.counters = torch.zeros((MAX_WORKERS + 1, len(COUNTERS)), dtype=torch.int64).share_memory_()
         self._lock = threading.Lock()
         self._view = self.counters.numpy()  # same memory; a numpy add costs ~0.5 us, a tensor one ~12 us
@@ -82,46 +82,18 @@ class SharedState:
         if int(self.control[RESUME_EPOCH]) not in (NO_RESUME, epoch):
             self.control[RESUME_EPOCH] = NO_RESUME
 
-    def set_resume(self, epoch: int, samples_seen: int, num_workers: int | None) -> None:
-        """Make the next pass over ``epoch`` in every process start after ``samples_seen`` rank samples.
-
-        ``num_workers``: the DataLoader's of the interrupted run (None: unknown, not checked).
-        """
+    def set_resume(self, epoch: int, consumed: int) -> None:
+        """Make every pass over ``epoch`` (until another epoch is set) start after the first
+        ``consumed`` positions of the epoch's global order, in every process."""
         self.control[EPOCH] = epoch
-        self.control[RESUME_SAMPLES] = samples_seen
-        self.control[RESUME_NUM_WORKERS] = -1 if num_workers is None else num_workers
-        self.control[RESUME_GENERATION] += 1
+        self.control[RESUME_CONSUMED] = consumed
         self.control[RESUME_EPOCH] = epoch
 
-    def pending_resume(self, epoch: int) -> int | None:
-        """``samples_seen`` of a resume of ``epoch`` not yet applied anywhere (for ``len``)."""
+    def resume_start(self, epoch: int) -> int:
+        """Where passes over ``epoch`` start: the consumed prefix of a loaded resume, else 0."""
         if int(self.control[RESUME_EPOCH]) != epoch:
-            return None
-        return int(self.control[RESUME_SAMPLES])
-
-    def take_resume(self, slot: int, epoch: int) -> int | None:
-        """``samples_seen`` to resume from, once per process slot and resume; else None."""
-        if int(self.control[RESUME_EPOCH]) != epoch:
-            return None
-        generation = int(self.control[RESUME_GENERATION])
-        if int(self.control[_CONSUMED + slot]) == generation:
-            return None
-        self.control[_CONSUMED + slot] = generation
-        return int(self.control[RESUME_SAMPLES])
-
-    @property
-    def resume_num_workers(self) -> int | None:
-        value = int(self.control[RESUME_NUM_WORKERS])
-        return None if value < 0 else value
-
-    def note_num_workers(self, num_workers: int) -> None:
-        """Record the DataLoader's ``num_workers`` (0 = iterated in the main process)."""
-        self.control[NUM_WORKERS_SEEN] = num_workers
-
-    @property
-    def num_workers_seen(self) -> int | None:
-        value = int(self.control[NUM_WORKERS_SEEN])
-        return None if value < 0 else value
+            return 0
+        return int(self.control[RESUME_CONSUMED])
 
     # -- counters --------------------------------------------------------------------------
     def add(self, slot: int, name: str, value: int = 1) -> None:

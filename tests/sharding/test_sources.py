@@ -8,7 +8,6 @@ from __future__ import annotations
 import io
 import json
 import logging
-import os
 import pickle
 import tarfile
 from pathlib import Path

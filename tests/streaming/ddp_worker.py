@@ -7,7 +7,9 @@ world size then come from torch.distributed); with ``"after"`` it streams on the
 and joins the group afterwards; with ``"tcp"`` it joins a group by ``init_method="tcp://..."`` with
 the config's ``rank``/``world_size`` and no such environment (as ``mp.spawn`` launchers do); in every
 case it all-gathers its first epoch's keys over gloo. ``"mp_context"`` picks the DataLoader workers'
-start method (spawn, forkserver, fork).
+start method (spawn, forkserver, fork). ``"save_after": k`` streams only the first ``k`` batches of the
+first epoch and saves ``state_dict(samples_seen=k * batch_size)``; ``"resume_states"`` (every rank's
+saved state) loads them and streams the rest of that epoch.
 Results are written as JSON for the test to check.
 """
 from __future__ import annotations
@@ -50,9 +52,21 @@ def main() -> None:
             **cfg.get("options", {})}
     ds = ImageNetStream(cfg["url"], **opts)
     out: dict = {"len": len(ds), "epochs": {}}
-    for epoch in cfg["epochs"]:
-        ds.set_epoch(epoch)
-        out["epochs"][str(epoch)] = run_pass(ds, cfg)
+    if cfg.get("save_after"):  # an interrupted job: k batches, then its checkpoint
+        ds.set_epoch(cfg["epochs"][0])
+        out["head"] = run_pass(ds, cfg, limit=cfg["save_after"])
+        out["state"] = ds.state_dict(samples_seen=cfg["save_after"] * cfg["batch_size"])
+    elif cfg.get("resume_states"):  # the job restarted in another world
+        ds.load_state_dict(cfg["resume_states"])
+        ds.set_epoch(cfg["epochs"][0])
+        out["len"] = len(ds)
+        out["epochs"][str(cfg["epochs"][0])] = run_pass(ds, cfg)
+        out["stats"] = ds.stats()
+    else:
+        for epoch in cfg["epochs"]:
+            ds.set_epoch(epoch)
+            out["epochs"][str(epoch)] = run_pass(ds, cfg)
+            out.setdefault("stats_by_epoch", {})[str(epoch)] = ds.stats()
     if cfg.get("resume_after"):
         k = cfg["resume_after"]
         interrupted = ImageNetStream(cfg["url"], **opts)

@@ -121,8 +121,12 @@ def test_state_requires_whole_batches_and_the_same_config(small_ds) -> None:
     with pytest.raises(PlanError, match="multiple of batch_size"):
         ds.state_dict(samples_seen=6)
     state = ds.state_dict(samples_seen=8)
-    with pytest.raises(PlanError, match="batch_size"):
-        stream(small_ds.url, batch_size=8).load_state_dict(state)
+    assert state["consumed"] == 8
+    other_batch = stream(small_ds.url, batch_size=8)
+    other_batch.load_state_dict(state)  # another batch size resumes the same rest of the epoch
+    assert len(other_batch) == 52
+    with pytest.raises(PlanError, match="shuffle_window"):
+        stream(small_ds.url, shuffle_window=2).load_state_dict(state)
     with pytest.raises(PlanError, match="seed"):
         stream(small_ds.url, seed=9).load_state_dict(state)
     with pytest.raises(ConfigError):

@@ -9,7 +9,6 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
-from imagenet_stream.errors import PlanError
 from imagenet_stream.streaming import ImageNetStream
 
 B = 4
@@ -51,14 +50,16 @@ def test_resume_after_k_batches_yields_the_uninterrupted_tail(small_ds, num_work
     assert sorted(sum(batches(resumed, num_workers), [])) == sorted(small_ds.all_keys)
 
 
-def test_resume_with_persistent_workers_applies_once(small_ds) -> None:
+def test_resume_with_persistent_workers_lasts_until_another_epoch(small_ds) -> None:
     full = batches(stream(small_ds.url), 2)
     ds = stream(small_ds.url)
     ds.load_state_dict(stream(small_ds.url).state_dict(samples_seen=3 * B))
     loader = DataLoader(ds, batch_size=B, num_workers=2, persistent_workers=True)
     assert [list(b[2]) for b in loader] == full[3:]
-    assert [list(b[2]) for b in loader] == full  # same epoch again: the resume was consumed
+    assert len(ds) == 60 - 3 * B
+    assert [list(b[2]) for b in loader] == full[3:]  # a pass over the same epoch again: still its rest
     ds.set_epoch(1)
+    assert len(ds) == 60
     assert sorted(k for b in loader for k in b[2]) == sorted(small_ds.all_keys)
     del loader
     gc.collect()  # stop the persistent workers now, not during a later test
@@ -71,21 +72,20 @@ def test_resume_at_the_end_of_the_epoch_yields_nothing(small_ds) -> None:
 
 
 @pytest.mark.filterwarnings("ignore:This DataLoader will create 3 worker processes")
-def test_resume_with_another_worker_count_is_refused(small_ds) -> None:
+def test_resume_with_other_workers_and_batch_size_yields_exactly_the_rest(small_ds) -> None:
+    full = sum(batches(stream(small_ds.url), 2), [])
     ds = stream(small_ds.url)
     it = iter(DataLoader(ds, batch_size=B, num_workers=2))
-    next(it)
-    state = ds.state_dict(samples_seen=B)
-    assert state["num_workers"] == 2
+    head = [k for _ in range(5) for k in next(it)[2]]
+    state = ds.state_dict(samples_seen=5 * B)
     del it
-    fresh = stream(small_ds.url)
+    assert head == full[:5 * B]
+    fresh = stream(small_ds.url, batch_size=6)
     fresh.load_state_dict(state)
-    it = iter(DataLoader(fresh, batch_size=B, num_workers=3))
-    try:
-        with pytest.raises(PlanError, match="num_workers=2"):
-            next(it)
-    finally:
-        it._shutdown_workers()  # torch's own cleanup after a worker error is slow when left to gc
+    assert len(fresh) == 60 - 5 * B
+    got = [list(keys) for _, _, keys in DataLoader(fresh, batch_size=6, num_workers=3)]
+    assert [len(b) for b in got] == [6] * 6 + [4]
+    assert sum(got, []) == full[5 * B:]  # one rank: the same order, cut into other batches
 
 
 def test_iterator_state_protocol_round_trip(small_ds) -> None:
@@ -94,7 +94,7 @@ def test_iterator_state_protocol_round_trip(small_ds) -> None:
     it = iter(ds)
     head = [next(it)[2] for _ in range(13)]
     state = ds.state_dict()
-    assert state["position"] == 13
+    assert (state["batch"], state["offset"]) == (3, 1)  # the next sample is slot 1 of batch 3
     rest = [k for _, _, k in it]
     other = stream(small_ds.url)
     other.load_state_dict(json.loads(json.dumps(state)))

@@ -21,7 +21,7 @@ def stream(url: str, **kw) -> ImageNetStream:
     return ImageNetStream(url, **{"size": 32, "batch_size": 4, "return_keys": True, **kw})
 
 
-def test_corrupt_images_and_a_truncated_shard_are_skipped_counted_and_logged_once(tmp_path, dsutil, caplog) -> None:
+def test_corrupt_images_and_a_truncated_shard_are_replaced_counted_and_logged_once(tmp_path, dsutil, caplog) -> None:
     built = dsutil.build_dataset(str(tmp_path / "ds"), 40, 10, corrupt=[3, 25])
     index = SideIndex.from_bytes(Store(built.url).read("train-000002.idx"))
     dsutil.truncate_object(built.url, "train-000002.tar", int(index.offsets[7]) + 10)  # loses s00027..29
@@ -30,12 +30,15 @@ def test_corrupt_images_and_a_truncated_shard_are_skipped_counted_and_logged_onc
         got = keys_of(ds, num_workers=2)
         again = keys_of(ds, num_workers=0)
     lost = {"s00003", "s00025", "s00027", "s00028", "s00029"}
-    assert sorted(k for k, _ in got) == sorted(set(built.all_keys) - lost)
-    assert sorted(got) == sorted(again)
+    assert len(got) == len(again) == len(ds) == 40  # every planned slot is filled
+    assert {k for k, _ in got} == set(built.all_keys) - lost  # each usable sample, plus 5 substitutes
+    assert got == again  # the substitutes are deterministic
+    assert all(t == built.labels[k] for k, t in got)
     stats = ds.stats()  # both passes: the workers' counters and the main process's
     assert stats["corrupt_images"] == 4 and stats["truncated_samples"] == 6
+    assert stats["substituted_samples"] == 10
     assert 2 <= stats["truncated_shards"] <= 3  # once per process that read it (main + 1 or 2 workers)
-    assert stats["samples_yielded"] == 2 * 35
+    assert stats["samples_yielded"] == 2 * 40
     main_process_logs = [r.getMessage() for r in caplog.records]
     assert sum("s00003" in m and "train-000000.tar" in m for m in main_process_logs) == 1
     assert sum("train-000002.tar is truncated" in m for m in main_process_logs) == 1
@@ -122,7 +125,7 @@ def test_brace_urls_without_manifest_discover_counts(tmp_path, small_ds, dsutil)
     assert sorted(got) == sorted((k, small_ds.labels[k]) for k in small_ds.all_keys)
     reference = stream(small_ds.url, seed=7)
     assert [k for k, _ in got] == [k for k, _ in keys_of(reference, num_workers=2)]
-    with pytest.raises(ConfigError, match="manifest"):
+    with pytest.raises(ConfigError, match="classes_in"):
         stream(f"file://{folder}/train-{{000000..000001}}.tar", classes=["n02085620"])
 
 

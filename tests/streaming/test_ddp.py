@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 from torch.utils.data import DataLoader
 
+from imagenet_stream.shards import SideIndex
 from imagenet_stream.storage import Store
 from imagenet_stream.streaming import ImageNetStream
 
@@ -31,6 +32,7 @@ def launch(world_size: int, cfg: dict, tmp_path: Path, *, gloo: str | None) -> l
     ``gloo="tcp"``: no RANK/WORLD_SIZE in the environment; each process joins the group by
     ``tcp://`` with an explicit rank, as ``mp.spawn``-style launchers do.
     """
+    tmp_path.mkdir(parents=True, exist_ok=True)
     port = free_port()
     procs = []
     for rank in range(world_size):
@@ -120,7 +122,7 @@ def test_acceptance_1000_jpegs_two_ranks_two_workers(ds1000, tmp_path, monkeypat
         assert flat_keys(r["epochs"]["0"]) != flat_keys(r["epochs"]["1"])
 
         resume = r["resume"]  # state_dict(samples_seen=160) after 10 batches, loaded in a fresh dataset
-        assert resume["state"]["samples_seen"] == 160
+        assert resume["state"]["consumed"] == 2 * 160  # the world's progress: the same on both ranks
         assert resume["head"] == r["epochs"]["0"][:10]
         assert resume["tail"] == r["epochs"]["0"][10:]
         assert resume["decoded"] == 500 - 160
@@ -133,3 +135,47 @@ def test_acceptance_1000_jpegs_two_ranks_two_workers(ds1000, tmp_path, monkeypat
     for path in sorted(Path(ds1000.url).iterdir()):
         remote.write_atomic(path.name, path.read_bytes())
     assert [rank_keys(remote.url, rank, monkeypatch, storage_options=s3_options) for rank in range(2)] == local
+
+
+@pytest.mark.slow
+def test_elastic_resume_2x2_into_3x1_and_1x0_yields_the_rest_once(ds1000, tmp_path) -> None:
+    """Acceptance: 10 batches on 2 ranks x 2 workers, then the job restarts on 3 ranks x 1 worker (or
+    1 rank in-process) from the ranks' checkpoints: the rest of the epoch exactly once, equal counts."""
+    base = {"url": ds1000.url, "size": 32, "batch_size": 16, "seed": 4, "epochs": [2]}
+    saved = launch(2, {**base, "num_workers": 2, "save_after": 10}, tmp_path / "a", gloo=None)
+    states = [r["state"] for r in saved]
+    assert states[0]["consumed"] == states[1]["consumed"] == 10 * 2 * 16
+    head = collections.Counter(k for r in saved for k in flat_keys(r["head"]))
+    assert len(head) == sum(head.values()) == 320
+
+    for world_size, workers in ((3, 1), (1, 0)):
+        out = tmp_path / f"b{world_size}"
+        results = launch(world_size, {**base, "num_workers": workers, "resume_states": states}, out, gloo=None)
+        per_rank = [flat_keys(r["epochs"]["2"]) for r in results]
+        share = (1000 - 320) // world_size  # drop: fewer than world_size positions of the rest left out
+        assert [len(k) for k in per_rank] == [r["len"] for r in results] == [share] * world_size
+        tail = collections.Counter(sum(per_rank, []))
+        assert max(tail.values()) == 1 and not set(tail) & set(head)  # exactly once, none seen before
+        assert len(set(ds1000.all_keys) - set(tail) - set(head)) == (1000 - 320) - share * world_size
+        assert all(r["stats"]["substituted_samples"] == 0 for r in results)
+
+
+@pytest.mark.slow
+def test_corrupt_images_and_a_truncated_shard_under_two_gloo_ranks_keep_counts_equal(dsutil, tmp_path) -> None:
+    """Acceptance: 3 corrupt images planted in one shard (and another shard truncated): both ranks yield
+    exactly len(ds) samples in the same number of batches, so the DDP job finishes."""
+    built = dsutil.build_dataset(str(tmp_path / "ds"), 1000, 100, corrupt=[101, 150, 177])
+    index = SideIndex.from_bytes(Store(built.url).read("train-000005.idx"))
+    dsutil.truncate_object(built.url, "train-000005.tar", int(index.offsets[60]) + 10)  # 40 samples lost
+    cfg = {"url": built.url, "size": 32, "batch_size": 16, "num_workers": 2, "seed": 0, "epochs": [0]}
+    results = launch(2, cfg, tmp_path / "run", gloo="before")
+    per_rank = [r["epochs"]["0"] for r in results]
+    assert [len(flat_keys(b)) for b in per_rank] == [r["len"] for r in results] == [500, 500]
+    assert len(per_rank[0]) == len(per_rank[1])
+    assert all(r["gathered"] == [flat_keys(b) for b in per_rank] for r in results)  # the collective ran
+    stats = [r["stats_by_epoch"]["0"] for r in results]
+    assert sum(s["corrupt_images"] for s in stats) == 3 and sum(s["truncated_samples"] for s in stats) == 40
+    assert sum(s["substituted_samples"] for s in stats) == 43
+    lost = {built.keys[1][1], built.keys[1][50], built.keys[1][77]} | set(built.keys[5][60:])
+    seen = set(sum((flat_keys(b) for b in per_rank), []))
+    assert not seen & lost and seen == set(built.all_keys) - lost

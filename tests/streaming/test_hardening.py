@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import gc
 import hashlib
-import io
 import json
 import os
 import threading
@@ -48,8 +47,9 @@ def test_foreign_shards_with_bad_classes_are_skipped_and_counted(tmp_path) -> No
                                               ("d", image, None), ("e", None, b"1"), ("f", image, b"-2"),
                                               ("g", image, b"0")])
     ds = stream(str(tmp_path / "x-000000.tar"))  # a single shard URL is a one-shard dataset
-    assert len(ds) == 3 and ds.stats()["invalid_samples"] == 4  # b, f (not a class index), d, e (incomplete)
-    assert sorted(keys_of(ds)) == [("a", 3), ("c", 99999999), ("g", 0)]  # no class space: not range-checked
+    assert len(ds) == 2 and ds.stats()["invalid_samples"] == 4  # b, f (not a class index), d, e (incomplete)
+    assert ds.stats()["out_of_range_labels"] == 1  # c: no class space declared, and far above any real one
+    assert sorted(keys_of(ds)) == [("a", 3), ("g", 0)] and ds.classes is None and ds.num_classes == 4
     bounded = stream(f"{tmp_path}/x-{{000000..000000}}.tar", classes_in="in1k")
     assert sorted(keys_of(bounded)) == [("a", 3), ("g", 0)]
     assert bounded.stats()["out_of_range_labels"] == 1 and bounded.num_classes == 1000
@@ -89,12 +89,14 @@ def test_labels_bin_is_checked_on_the_direct_path(tmp_path, dsutil) -> None:
     rewrite_manifest(built.url, **{"labels.sha256": hashlib.sha256(labels.tobytes()).hexdigest()})
     ds = stream(built.url, classes=list(dsutil.CATS))
     got = keys_of(ds)
-    assert got and all(t >= 0 and dsutil.CATS[t] == built.wnid(k) for k, t in got)
+    assert len(got) == len(ds) == 30  # planned by labels.bin: every sample; the non-cats are replaced by cats
+    assert all(t >= 0 and dsutil.CATS[t] == built.wnid(k) for k, t in got)
     cats = {k for k in built.all_keys if built.wnid(k) in dsutil.CATS}
-    assert {k for k, _ in got} == cats and ds.stats()["label_mismatches"] == 30 - len(cats)
+    stats = ds.stats()
+    assert {k for k, _ in got} == cats and stats["label_mismatches"] == stats["substituted_samples"] == 30 - len(cats)
 
 
-def test_a_side_index_that_fails_its_checksum_skips_its_shard(tmp_path, dsutil) -> None:
+def test_a_side_index_that_fails_its_checksum_replaces_its_shard(tmp_path, dsutil) -> None:
     built = dsutil.build_dataset(str(tmp_path / "ds"), 30, 10)
     store = Store(built.url)
     raw = bytearray(store.read("train-000001.idx"))
@@ -102,8 +104,9 @@ def test_a_side_index_that_fails_its_checksum_skips_its_shard(tmp_path, dsutil) 
     store.write_atomic("train-000001.idx", bytes(raw))
     ds = stream(built.url)
     got = keys_of(ds)
-    assert {k for k, _ in got} == set(built.all_keys) - set(built.keys[1])
-    assert ds.stats()["bad_shards"] == 1 and ds.stats()["unreadable_samples"] == 10
+    assert len(got) == 30 and {k for k, _ in got} == set(built.all_keys) - set(built.keys[1])
+    stats = ds.stats()
+    assert stats["bad_shards"] == 1 and stats["unreadable_samples"] == stats["substituted_samples"] == 10
 
 
 def test_short_cache_entries_are_never_trusted(tmp_path, dsutil, httpserver) -> None:

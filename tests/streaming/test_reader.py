@@ -10,9 +10,10 @@ from imagenet_stream.errors import StorageError
 from imagenet_stream.shards import SideIndex
 from imagenet_stream.storage import Store
 from imagenet_stream.streaming.fetch import read_range
-from imagenet_stream.streaming.reader import ShardInfo, ShardReader, byte_ranges
+from imagenet_stream.streaming.foreign import index_from_tar
+from imagenet_stream.streaming.reader import MissingSample, RawSample, ShardReader, byte_ranges
 from imagenet_stream.streaming.shared import COUNTERS
-from imagenet_stream.streaming.sources import index_from_tar, manifest_source
+from imagenet_stream.streaming.sources import manifest_source
 
 
 class Tally:
@@ -76,8 +77,11 @@ def test_truncated_shard_skips_only_samples_past_the_cut(tmp_path, dsutil) -> No
     dsutil.truncate_object(built.url, "train-000001.tar", int(index.offsets[6]) + 100)
     reader, tally = reader_for(built.url, merge_gap=0)
     got = list(reader.read([window([(1, i) for i in range(10)] + [(0, 3)])]))
-    assert [s.index for s in got if s.shard == 1] == [0, 1, 2, 3, 4, 5]
-    assert (got[-1].shard, got[-1].index) == (0, 3)
+    assert len(got) == 11 and [s.position for s in got] == list(range(11))  # one item per requested sample
+    assert [s.index for s in got if isinstance(s, RawSample) and s.shard == 1] == [0, 1, 2, 3, 4, 5]
+    missing = [s for s in got if isinstance(s, MissingSample)]
+    assert [(s.shard, s.index, s.reason) for s in missing] == [(1, i, "truncated") for i in range(6, 10)]
+    assert isinstance(got[-1], RawSample) and (got[-1].shard, got[-1].index) == (0, 3)
     assert tally.values["truncated_samples"] == 4
     assert tally.values["truncated_shards"] == 1
 
@@ -111,17 +115,47 @@ def test_index_from_a_truncated_tar_keeps_complete_samples(small_ds) -> None:
     assert found.keys == written.keys[:7]
 
 
-def test_missing_shard_raises_an_error_naming_it(tmp_path, dsutil) -> None:
+def test_a_missing_shard_gives_missing_samples_and_is_logged_once(tmp_path, dsutil, caplog) -> None:
     built = dsutil.build_dataset(str(tmp_path / "ds"), 20, 10)
     store = Store(built.url)
     store.remove("train-000001.tar")
-    reader = ShardReader(store, manifest_source(store).shards)
-    with pytest.raises(StorageError, match="train-000001.tar"):
-        list(reader.read([window([(0, 0), (1, 0)])]))
+    tally = Tally()
+    reader = ShardReader(store, manifest_source(store).shards, count=tally)
+    with caplog.at_level("ERROR"):
+        got = list(reader.read([window([(0, 0), (1, 0), (1, 5)]), window([(1, 2), (0, 1)])]))
+    assert [type(s).__name__ for s in got] == ["RawSample", "MissingSample", "MissingSample", "MissingSample",
+                                              "RawSample"]
+    assert {s.reason for s in got if isinstance(s, MissingSample)} == {"unreadable"}
+    assert tally.values["bad_shards"] == 1 and tally.values["unreadable_samples"] == 3
+    assert sum("train-000001.tar" in r.getMessage() for r in caplog.records) == 1
 
 
-def test_shard_info_without_side_index_needs_one_given(small_ds) -> None:
+def test_side_index_cache_is_bounded_by_bytes(small_ds) -> None:
     store = Store(small_ds.url)
-    index = SideIndex.from_bytes(store.read("train-000000.idx"))
-    reader = ShardReader(store, [ShardInfo("train-000000.tar", 10)], side_indexes={0: index})
-    assert [s.key for s in reader.read([window([(0, 7), (0, 1)])])] == [small_ds.keys[0][7], small_ds.keys[0][1]]
+    shards = manifest_source(store).shards
+    one = shards[0].index_bytes
+    reader, tally = reader_for(small_ds.url, index_cache_bytes=2 * one)
+    for s in range(6):
+        reader.side_index(s)
+        assert reader.cached_index_bytes <= 2 * one
+    requests = tally.values["requests"]
+    reader.side_index(5)                      # still cached
+    assert tally.values["requests"] == requests
+    reader.side_index(0)                      # evicted: read again
+    assert tally.values["requests"] == requests + 1
+
+
+def test_tars_and_side_indexes_in_different_stores(small_ds, tmp_path) -> None:
+    """A dataset whose side indexes live elsewhere (a foreign index, a new version over old shards)."""
+    from dataclasses import replace
+
+    src = Store(small_ds.url)
+    indexes = Store(str(tmp_path / "indexes"))
+    indexes.makedirs()
+    shards = manifest_source(src).shards
+    for info in shards:
+        indexes.write_atomic(info.index, src.read(info.index))
+    reader = ShardReader([src, indexes], [replace(s, index_store=1) for s in shards])
+    src_only = ShardReader(Store(small_ds.url), shards)
+    got = [(s.key, bytes(s.data)) for s in reader.read([window([(2, 3), (4, 0)])])]
+    assert got == [(s.key, bytes(s.data)) for s in src_only.read([window([(2, 3), (4, 0)])])]

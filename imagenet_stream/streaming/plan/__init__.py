@@ -1,47 +1,23 @@
-"""Pure epoch planning: exactly which samples each (rank, DataLoader worker) yields each epoch.
+"""Pure epoch planning: exactly which samples each (rank, DataLoader worker) yields, in what order.
 
-No I/O, no torch: integers in, numpy arrays out. The result depends only on
-``(sample_counts, world, seed, epoch, batch_size, shuffle, shuffle_window, partial)``.
+No I/O, no torch: integers in, numpy arrays out. Three steps, each its own module:
 
-The algorithm (this is the contract; ``N = sum(sample_counts)``, ``R = world_size``,
-``W = num_workers``, ``B = batch_size``):
+1. :mod:`.sampleset`: the epoch's *multiset*: per shard how many samples it contributes and
+   (lazily) which. Class subsets and the exclusion overlay choose the eligible samples; mixtures and
+   class balance draw from them per epoch. Every feature goes through this one step.
+2. :mod:`.order`: one *global order* of that multiset per ``(seed, epoch)``, the same on every
+   rank: shards shuffled, samples read in chunks of consecutive samples, chunks shuffled within
+   windows of shards.
+3. :mod:`.batches`: ranks take interleaved batches of the global order, so after ``k`` global
+   batch steps the world has consumed exactly its first ``P + k*R*B`` positions. That one number is
+   the whole resume state: it resumes in any world ``(R', W', B')``, exactly once, equal counts.
 
-1. **Shard order.** With ``shuffle``, shards are permuted by
-   ``default_rng([seed, epoch, 0]).permutation(num_shards)`` (the same on every rank);
-   otherwise manifest order. The *sequence* is the shards' samples concatenated in that order.
-   A sample keeps its *global id*: its position in the manifest-order concatenation.
-2. **Equal share per rank.** ``partial="drop"``: ``m = N // R`` and the last ``N % R``
-   samples of the sequence are dropped. ``partial="pad"``: ``m = ceil(N / R)`` and the
-   sequence is extended cyclically (position ``p`` -> ``p mod N``), i.e. by repeating its first
-   ``m*R - N`` samples; nothing is dropped. Other values raise :class:`PlanError`.
-3. **Rank block.** Rank ``r`` takes sequence positions ``[r*m, (r+1)*m)``: contiguous, so a
-   rank reads few shards; shards are split by sample ranges, so any shard count works.
-4. **Worker pieces.** The block forms ``nb = ceil(m / B)`` rank batches (only the last may be
-   short). Rank batch ``j`` is worker ``j % W``'s ``(j // W)``-th batch — the order in which
-   torch's DataLoader pulls batches from its workers (round-robin, worker 0 first). Worker
-   ``w`` takes one contiguous piece of the block whose size is the total size of its batches;
-   pieces are laid out in worker order.
-5. **Window shuffle.** A *run* is a maximal stretch of a piece inside one shard at consecutive
-   sequence positions (a pad wrap-around starts a new run). Window ``k`` of a piece is its runs
-   ``[k*shuffle_window, (k+1)*shuffle_window)``; with ``shuffle`` its samples are permuted by
-   ``default_rng([seed, epoch, 1, rank, worker, k])``. Guarantee: every window holds samples of
-   at most ``shuffle_window`` runs, hence at most ``shuffle_window`` distinct shards, each one
-   contiguous in-shard range. Without ``shuffle`` nothing is permuted: each worker yields its
-   piece in sequence (= manifest) order.
-6. **Resumption.** After the rank consumed ``n = k*B`` samples (``k`` whole batches) or
-   ``n = m``, ``samples[resume_offset(n):]`` on each worker (``resume_offset(n) =
-   B * batches_before(k)``) yields exactly the batches an uninterrupted run yields next.
-   The next batch is worker ``k % W``'s: a DataLoader that restores its worker cycle
-   (torchdata ``StatefulDataLoader``) continues exactly; a fresh DataLoader starts at worker 0,
-   so its worker ``w`` must plan as worker ``(w + k) % W`` (:func:`resume_world`).
-   Resuming requires the same world shape, batch size and arguments; checking that is the
-   caller's job.
-
-A worker's batches are consecutive ``B``-slices of its ``samples``; only the worker owning rank
-batch ``nb - 1`` has a short last batch.
+:mod:`.world` holds the :class:`World` a worker plans for.
 """
-from imagenet_stream.streaming.plan.epoch import EpochPlan, plan_epoch, resume_world
-from imagenet_stream.streaming.plan.locate import locate, shard_runs
-from imagenet_stream.streaming.plan.world import World
+from imagenet_stream.streaming.plan.batches import PARTIAL_MODES, RankPlan, rank_share, worker_batches
+from imagenet_stream.streaming.plan.order import EpochOrder, OrderSpec
+from imagenet_stream.streaming.plan.sampleset import SampleSet, Selection, apportion, drawn, eligible
+from imagenet_stream.streaming.plan.world import World, check_int
 
-__all__ = ["EpochPlan", "World", "locate", "plan_epoch", "resume_world", "shard_runs"]
+__all__ = ["EpochOrder", "OrderSpec", "PARTIAL_MODES", "RankPlan", "SampleSet", "Selection", "World", "apportion",
+           "check_int", "drawn", "eligible", "rank_share", "worker_batches"]
