@@ -268,6 +268,8 @@ class ImageNetStream(IterableDataset):
         return detect_rank_world(inherited=self._parent_world)
 
     def __repr__(self) -> str:  # never shows storage options
+        if "_shards" not in self.__dict__:  # __init__ did not finish
+            return f"ImageNetStream({getattr(self, 'url', None)!r}, not initialised)"
         return (f"ImageNetStream({self.url!r}, samples={self.total}, shards={len(self._shards)}, "
                 f"batch_size={self.batch_size}, epoch={self.epoch})")
 

@@ -59,8 +59,8 @@ class ClassSampling:
 
     ``balanced``: every class present equally often. ``weights``: one weight per target class (a
     class's samples are drawn in proportion to its weight over its size). ``cap`` / ``floor``: a
-    class contributes ``clip(its size, floor, cap)`` samples per epoch. ``replacement``: None (only
-    where needed: a class drawn more often than it has samples), True or False.
+    class contributes ``clip(its size, floor, cap)`` samples per epoch. Class balance draws with
+    replacement unless the dataset's ``replacement=False``.
     """
 
     balanced: bool = False
@@ -160,9 +160,12 @@ class Mixture:
             return weights if weights.sum() > 0 else None
 
         weights = self.shard_weights if self.shard_weights is not None else self.selection.counts.astype(float)
-        replace = bool(self.replacement) if self.replacement is not None else self.epoch_total > self.selection.counts.sum()
-        if self.replacement is None and self.class_factor is not None:
+        if self.replacement is not None:
+            replace = bool(self.replacement)
+        elif self.class_factor is not None:
             replace = True  # class balance draws classes past their size: duplicates are its point
+        else:
+            replace = None  # only in shards asked for more than they have (a source weighted past its size)
         return drawn(self.selection, weights, self.epoch_total, seed=seed, epoch=epoch, replace=replace,
                      member_weights=member_weights)
 
@@ -198,7 +201,7 @@ def build_mixture(sources: Sequence[Source], weights: Sequence[float] | None, cl
     per_shard: list[np.ndarray | None] = []
     sizes: list[int] = []
     class_counts = np.zeros(len(target), dtype=np.int64)
-    shard_label_counts: list[np.ndarray] = []  # per global shard: eligible samples per target class (sparse use)
+    shard_targets: list[np.ndarray] = []  # per global shard: its eligible samples' target classes (O(samples))
     any_selection = False
     for k, source in enumerate(sources):
         excluded = excluded_of_source(k)
@@ -220,9 +223,9 @@ def build_mixture(sources: Sequence[Source], weights: Sequence[float] | None, cl
             if needs_labels:
                 chosen = labels[s] if members is None else labels[s][members]
                 targets = chosen if remap is None else remap[chosen]
-                counts = np.bincount(targets[targets >= 0], minlength=len(target))
-                class_counts += counts
-                shard_label_counts.append(counts)
+                targets = targets[targets >= 0].astype(np.int32)
+                class_counts += np.bincount(targets, minlength=len(target))
+                shard_targets.append(targets)
     if any_selection:
         selection = Selection.of(sizes, [p if p is not None else np.arange(n) for p, n in zip(per_shard, sizes)])
     else:
@@ -244,7 +247,7 @@ def build_mixture(sources: Sequence[Source], weights: Sequence[float] | None, cl
     if draws:
         shard_source = np.repeat(np.arange(k_count), np.diff(offsets))
         if class_factor is not None:
-            per = np.array([counts @ class_factor for counts in shard_label_counts])
+            per = np.array([float(class_factor[t].sum()) for t in shard_targets])
         else:
             per = selection.counts.astype(np.float64)
         shard_weights = per * (source_factor[shard_source] if k_count > 1 else 1.0)

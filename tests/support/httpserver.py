@@ -1,6 +1,7 @@
 """A local HTTP server for the remote-read tests: serves a folder with Range support (206), HEAD, and
 optionally misbehaves: ``flaky`` drops the connection half-way through the body of the first request
-of every distinct range; ``fail`` answers 503 forever for names containing it.
+of every distinct range; ``fail`` answers 503 forever for names containing it; ``slowdown`` answers
+every GET with S3's ``503 SlowDown`` for that many seconds after the server starts.
 
 It runs in its own process (``python httpserver.py FOLDER LOG [--flaky] [--fail NAME]``, started by
 :func:`serve`): a server thread inside the test process would hand its sockets to every DataLoader
@@ -16,6 +17,7 @@ import re
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -49,7 +51,11 @@ class Log:
         return [tuple(json.loads(line)) for line in self.path.read_text().splitlines()]
 
 
-def make_handler(root: Path, log: Log, flaky: bool, fail: str | None):
+_SLOWDOWN_BODY = (b'<?xml version="1.0" encoding="UTF-8"?><Error><Code>SlowDown</Code>'
+                  b'<Message>Please reduce your request rate.</Message></Error>')
+
+
+def make_handler(root: Path, log: Log, flaky: bool, fail: str | None, slowdown_until: float = 0.0):
     seen: set[tuple[str, int, int]] = set()
     seen_lock = threading.Lock()
 
@@ -74,7 +80,14 @@ def make_handler(root: Path, log: Log, flaky: bool, fail: str | None):
             self.send_response(200)
             self.send_header("Content-Length", str(path.stat().st_size))
             self.send_header("Accept-Ranges", "bytes")
+            self._validators(path)
             self.end_headers()
+
+        def _validators(self, path: Path) -> None:
+            """ETag and Last-Modified, as real servers send (nginx-style ETag: mtime and size)."""
+            st = path.stat()
+            self.send_header("ETag", f'"{st.st_mtime_ns:x}-{st.st_size:x}"')
+            self.send_header("Last-Modified", self.date_time_string(int(st.st_mtime)))
 
         def do_GET(self) -> None:
             path = self._target()
@@ -82,6 +95,14 @@ def make_handler(root: Path, log: Log, flaky: bool, fail: str | None):
                 self.send_error(404)
                 return
             name = path.name
+            if time.monotonic() < slowdown_until:
+                self.send_response(503, "Slow Down")
+                self.send_header("Content-Type", "application/xml")
+                self.send_header("Content-Length", str(len(_SLOWDOWN_BODY)))
+                self.end_headers()
+                self.wfile.write(_SLOWDOWN_BODY)
+                log.add(name, -1, -1, False)
+                return
             if fail and fail in name:
                 self.send_response(503)
                 self.send_header("Content-Length", "0")
@@ -106,6 +127,7 @@ def make_handler(root: Path, log: Log, flaky: bool, fail: str | None):
                 self.send_header("Content-Range", f"bytes {start}-{end - 1}/{size}")
             self.send_header("Content-Length", str(len(body)))
             self.send_header("Accept-Ranges", "bytes")
+            self._validators(path)
             self.end_headers()
             with seen_lock:
                 first = (name, start, end) not in seen
@@ -125,7 +147,8 @@ def make_handler(root: Path, log: Log, flaky: bool, fail: str | None):
 
 
 @contextlib.contextmanager
-def serve(folder: str | os.PathLike[str], *, flaky: bool = False, fail: str | None = None) -> Iterator[tuple[str, Log]]:
+def serve(folder: str | os.PathLike[str], *, flaky: bool = False, fail: str | None = None,
+          slowdown: float = 0.0) -> Iterator[tuple[str, Log]]:
     """Serve ``folder`` on 127.0.0.1 (random port) from a child process for the ``with`` block.
 
     Yields ``(base URL, Log)``; the log stays readable after the block.
@@ -135,7 +158,7 @@ def serve(folder: str | os.PathLike[str], *, flaky: bool = False, fail: str | No
     with tempfile.TemporaryDirectory() as tmp:
         log_path = Path(tmp) / "requests.jsonl"
         cmd = [sys.executable, __file__, str(folder), str(log_path)] + (["--flaky"] if flaky else []) + (
-            ["--fail", fail] if fail else [])
+            ["--fail", fail] if fail else []) + (["--slowdown", str(slowdown)] if slowdown else [])
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
         log = Log(log_path)
         try:
@@ -161,8 +184,10 @@ def main() -> None:
     parser.add_argument("log")
     parser.add_argument("--flaky", action="store_true")
     parser.add_argument("--fail")
+    parser.add_argument("--slowdown", type=float, default=0.0)
     args = parser.parse_args()
-    handler = make_handler(Path(args.folder).resolve(), Log(args.log), args.flaky, args.fail)
+    handler = make_handler(Path(args.folder).resolve(), Log(args.log), args.flaky, args.fail,
+                           time.monotonic() + args.slowdown)
     server = _Server(("127.0.0.1", 0), handler)
     print(server.server_address[1], flush=True)
     server.serve_forever()

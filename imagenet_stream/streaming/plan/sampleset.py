@@ -159,16 +159,19 @@ def eligible(selection: Selection) -> SampleSet:
 
 
 def drawn(selection: Selection, shard_weights: np.ndarray, total: int, *, seed: int, epoch: int,
-          replace: bool, member_weights: Callable[[int, np.ndarray], np.ndarray | None] | None = None) -> SampleSet:
+          replace: bool | None, member_weights: Callable[[int, np.ndarray], np.ndarray | None] | None = None
+          ) -> SampleSet:
     """``total`` samples this epoch, apportioned over shards by ``shard_weights`` (the per-shard sum
-    of the member weights), each shard's drawn from its eligible members."""
+    of the member weights), each shard's drawn from its eligible members: with replacement
+    (``replace=True``), without (False: a shard asked for more than it has is an error), or only in
+    the shards asked for more than they have (None)."""
     counts = apportion(total, shard_weights, np.random.default_rng([seed, epoch, 6]))
     eligible_counts = selection.counts
-    if not replace and np.any(counts > eligible_counts):
+    if replace is False and np.any(counts > eligible_counts):
         worst = int(np.argmax(counts - eligible_counts))
         raise PlanError(f"cannot draw {int(counts[worst])} samples without replacement from shard {worst}, "
                         f"which has {int(eligible_counts[worst])}; allow replacement or ask for fewer")
-    return SampleSet(selection, counts, seed=seed, epoch=epoch, replace=replace, member_weights=member_weights,
+    return SampleSet(selection, counts, seed=seed, epoch=epoch, replace=bool(replace), member_weights=member_weights,
                      drawn=True)
 
 

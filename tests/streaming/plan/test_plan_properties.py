@@ -186,3 +186,20 @@ def test_weighted_draws_follow_the_member_weights() -> None:
     got = np.bincount(labels[ss.members(0)], minlength=10)
     want = 20_000 * np.arange(1, 11) / 55
     assert np.all(np.abs(got - want) < 5 * np.sqrt(want))
+
+
+@settings(max_examples=50, deadline=None)
+@given(st.integers(1, 300), st.integers(0, 20), st.floats(0.05, 0.95))
+def test_replacement_only_where_needed_keeps_other_shards_distinct(total, epoch, share) -> None:
+    """replace=None: a shard asked for more than it has repeats members; every other shard does not."""
+    sel = Selection.of([40, 40, 25, 25])
+    weights = np.array([share, share, 1 - share, 1 - share]) / 2
+    ss = drawn(sel, weights, total, seed=3, epoch=epoch, replace=None)
+    assert ss.total == total
+    for s in range(4):
+        members = ss.members(s)
+        assert len(members) == ss.counts[s]
+        if ss.counts[s] <= sel.counts[s]:
+            assert len(set(members.tolist())) == len(members)
+        else:
+            assert set(members.tolist()) <= set(range(sel.counts[s]))
