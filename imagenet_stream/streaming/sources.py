@@ -97,7 +97,7 @@ def read_labels(store: Store, manifest: Manifest) -> list[np.ndarray] | None:
     labels = np.frombuffer(raw, dtype=np.dtype(entry.dtype))
     if labels.size != manifest.num_samples:
         raise ManifestError(f"{where}: {labels.size} labels, expected {manifest.num_samples}")
-    return np.split(labels.astype(np.int64), np.cumsum(manifest.sample_counts)[:-1])
+    return np.split(labels.astype(np.int32), np.cumsum(manifest.sample_counts)[:-1])
 
 
 __all__ = ["Source", "is_brace_pattern", "is_shard_url", "manifest_source", "read_labels", "root_of"]
