@@ -169,6 +169,7 @@ class Store:
             raise StorageError("empty storage URL")
         self.url = url.rstrip("/") or url
         self.retry = retry
+        self._options = dict(storage_options or {})  # for stores elsewhere(); never shown
         self._redact = Redactor(storage_options)
         self.display_url = self._redact(redact_url(self.url))
         failure = None
@@ -186,6 +187,15 @@ class Store:
 
     def __repr__(self) -> str:  # never show storage options
         return f"Store({self.display_url!r})"
+
+    def elsewhere(self, url: str | None) -> "Store":
+        """The store of another root ``url`` (None: this one), with this store's options and retry
+        policy when it is on the same protocol (credentials never travel to another service)."""
+        if url is None or url.rstrip("/") == self.url:
+            return self
+        same = (url.split("://", 1)[0].lower() if "://" in url else "file") == (
+            self.url.split("://", 1)[0].lower() if "://" in self.url else "file")
+        return Store(url, self._options if same else None, retry=self.retry)
 
     # -- naming ---------------------------------------------------------------------------
     def path(self, name: str) -> str:

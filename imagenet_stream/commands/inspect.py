@@ -54,6 +54,21 @@ def summarize(manifest: Manifest, url: str) -> str:
         sizes = m.sample_counts
         lines.append(f"          {m.shards[0].name} … {m.shards[-1].name}, "
                      f"{min(sizes)}–{max(sizes)} samples each")
+    for n, step in enumerate(m.extra.get("lineage") or [], 1):
+        if not isinstance(step, dict):
+            continue
+        excluded = ", ".join(f"{reason} {count}" for reason, count in (step.get("excluded") or {}).items()) or "nothing"
+        lines.append(f"lineage   {n}. from {step.get('parent_name')} version {step.get('parent_version')} at "
+                     f"{step.get('parent')} (index.json sha256 {str(step.get('parent_sha256'))[:12]}…): "
+                     f"excluded {excluded}" + (f"; synsets {', '.join(step['synsets'])}" if step.get("synsets") else "")
+                     + (f"; note: {step['note']}" if step.get("note") else ""))
+    if m.shards_at:
+        lines.append(f"shards at {m.shards_at}")
+    if m.extra.get("licence"):
+        lines.append(f"licence   {m.extra['licence']}")
+    terms = m.extra.get("terms")
+    if terms:
+        lines.append("terms     " + "\n          ".join(str(terms).splitlines()))
     names = _wordnet_names() or {}
     top = sorted(range(len(m.class_counts)), key=lambda i: (-m.class_counts[i], i))[:TOP_CLASSES]
     top = [i for i in top if m.class_counts[i]]

@@ -6,7 +6,8 @@ import os
 import sys
 from typing import Any
 
-from ..errors import ImageNetStreamError
+from ..curation.registry import read_registry
+from ..errors import ConfigError, ImageNetStreamError
 from ..sharding.backends import BACKENDS
 from ..sharding.coordinator import NothingKeptError, ShardOptions, ShardResult, shard, status
 from ..sharding.report import format_report
@@ -69,6 +70,16 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--name", default="imagenet", help="dataset name in the manifest (default imagenet)")
     p.add_argument("--version", dest="dataset_version", metavar="VERSION", default="1",
                    help="dataset version (default 1)")
+    p.add_argument("--keep-metadata", action="store_true",
+                   help="store JPEGs with their EXIF (GPS, camera serial, owner), XMP, IPTC, comments and trailers; "
+                        "by default these are removed losslessly (the pixels are untouched; ICC profiles kept)")
+    p.add_argument("--opt-out", metavar="FILE",
+                   help="an opt-out / takedown registry: sample keys or sha256:HEX digests of source files, one "
+                        "per line, optionally TAB REASON; matching images are rejected with that reason")
+    p.add_argument("--terms", metavar="FILE|TEXT",
+                   help="the dataset's terms of use, kept in index.json (e.g. ImageNet's non-commercial research "
+                        "terms); a path to a text file, or the text itself")
+    p.add_argument("--licence", metavar="TEXT", help="the licence of the images, kept in index.json")
     p.add_argument("--prefix", default="train", help="shard name prefix: PREFIX-NNNNNN.tar (default train)")
     p.add_argument("--tmp-dir", help="local scratch space: the listing's names and the duplicate buckets, about "
                                      "70 bytes per image (default: the system temp dir)")
@@ -104,7 +115,22 @@ def options_from_args(args: argparse.Namespace, out: str) -> ShardOptions:
         full_decode=args.full_decode, name=args.name, version=args.dataset_version, prefix=args.prefix,
         tmp_dir=args.tmp_dir, staging=args.staging, keep_staging=args.keep_staging, overwrite=args.overwrite,
         io_threads=args.io_threads, index_threads=args.index_threads,
+        keep_metadata=getattr(args, "keep_metadata", False),
+        opt_out=read_registry(args.opt_out) if getattr(args, "opt_out", None) else None, terms=read_terms(getattr(args, "terms", None)), licence=getattr(args, "licence", None),
     )
+
+
+def read_terms(spec: str | None) -> str | None:
+    """``--terms``: the text of a file when ``spec`` names one, else ``spec`` itself."""
+    if spec is None:
+        return None
+    if os.path.isfile(spec):
+        try:
+            with open(spec, encoding="utf-8") as f:
+                return f.read().strip()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"cannot read the terms file {spec}: {exc}") from None
+    return spec.strip()
 
 
 def progress_factory(disabled: bool) -> Any:

@@ -70,12 +70,15 @@ def _walk(stream: BinaryIO, where: str, max_bytes: int) -> Iterator[tuple[str, l
         yield key, group  # type: ignore[misc]
 
 
-def check_shard(store: Store, manifest: Manifest, entry: ShardEntry) -> tuple[list[str], np.ndarray | None]:
-    """Problems found in one shard and its side index, and the side index's labels (None if unreadable)."""
+def check_shard(store: Store, manifest: Manifest, entry: ShardEntry,
+                indexes: Store | None = None) -> tuple[list[str], np.ndarray | None]:
+    """Problems found in one shard and its side index, and the side index's labels (None if unreadable).
+
+    ``store`` holds the shard; ``indexes`` its side index (default: the same store)."""
     name = entry.name
     problems: list[str] = []
     try:
-        index_bytes = store.read(entry.index)
+        index_bytes = (indexes or store).read(entry.index)
     except FileNotFoundError:
         return [f"{entry.index}: missing"], None
     if len(index_bytes) != entry.index_bytes:
@@ -189,11 +192,15 @@ def check_labels(store: Store, manifest: Manifest, labels: list[np.ndarray]) -> 
 
 def check_dataset(store: Store, manifest: Manifest,
                   on_shard: Callable[[ShardEntry], None] | None = None) -> list[str]:
-    """Every problem found in the dataset (empty when it verifies); ``on_shard`` runs after each shard."""
+    """Every problem found in the dataset (empty when it verifies); ``on_shard`` runs after each shard.
+
+    Shards and side indexes stored elsewhere (``shards_at`` / ``indexes_at``: a version made by
+    ``exclude``, a foreign index) are read there, with ``store``'s options on the same protocol."""
     problems: list[str] = []
     labels: list[np.ndarray] = []
+    shards, indexes = store.elsewhere(manifest.shards_at), store.elsewhere(manifest.indexes_at)
     for entry in manifest.shards:
-        found, shard_labels = check_shard(store, manifest, entry)
+        found, shard_labels = check_shard(shards, manifest, entry, indexes)
         problems.extend(found)
         if shard_labels is not None:
             labels.append(shard_labels)

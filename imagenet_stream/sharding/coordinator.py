@@ -33,6 +33,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from .. import __version__
+from ..curation.registry import Registry
 from ..errors import ConfigError, SourceError
 from ..hierarchy import ClassSpace, choose_space, load_space
 from ..shards import EXCLUSIONS_NAME, LABELS_NAME, MANIFEST_NAME, REPORT_NAME, Manifest, shard_name
@@ -94,6 +95,10 @@ class ShardOptions:
     io_threads: int = 8                     # per task: concurrent source reads
     index_threads: int = 8                  # remote tars: inner tars indexed at once
     task_retries: int = 2
+    keep_metadata: bool = False             # store JPEGs with their EXIF/GPS/XMP/comments (default: stripped)
+    opt_out: Registry | None = None         # keys / source sha256 rejected with their reasons (--opt-out)
+    terms: str | None = None                # the dataset's terms of use (index.json extra.terms)
+    licence: str | None = None              # the images' licence (index.json extra.licence)
 
     def __post_init__(self) -> None:
         if self.workers < 0:
@@ -119,7 +124,8 @@ class ShardOptions:
         return VerifyConfig(min_size=self.min_size, max_image_bytes=self.max_image_bytes,
                             resize_short_side=self.resize_short_side, quality=self.quality,
                             allowed_wnids=frozenset(allowed) if allowed is not None else None,
-                            full_decode=self.full_decode)
+                            full_decode=self.full_decode, strip_metadata=not self.keep_metadata,
+                            opt_out=self.opt_out)
 
     @property
     def tar_mtime(self) -> int:
@@ -136,7 +142,9 @@ class ShardOptions:
         return {"classes": self.classes, "seed": self.seed, "shard_size": self.shard_size,
                 "max_shard_bytes": self.max_shard_bytes, "min_size": self.min_size,
                 "max_image_bytes": self.max_image_bytes, "resize_short_side": self.resize_short_side,
-                "quality": self.quality, "full_decode": self.full_decode, "name": self.name,
+                "quality": self.quality, "full_decode": self.full_decode, "keep_metadata": self.keep_metadata,
+                "opt_out": self.opt_out.digest() if self.opt_out else None,
+                "name": self.name,
                 "version": self.version, "prefix": self.prefix, "mtime": self.tar_mtime,
                 "tool": __version__, "plan_algorithm": PLAN_ALGORITHM}
 
@@ -231,7 +239,9 @@ class Run:
                 created=_utc_iso(options.tar_mtime if "SOURCE_DATE_EPOCH" in os.environ else state.created),
                 tool=f"imagenet-stream {__version__}", space_id=space.id, wnids=space.wnids,
                 extra={"seed": options.seed, "sources": [s.description for s in sources], "prefix": options.prefix,
-                       "plan": plan_hash})
+                       "plan": plan_hash,
+                       **({"terms": options.terms} if options.terms else {}),
+                       **({"licence": options.licence} if options.licence else {})})
             base = {"out": store.display_url, "sources": [s.description for s in sources], "seed": options.seed,
                     "plan": plan_hash}
             manifest, report = finalize(store, done_folder=self.work.done_folder(plan_hash), prefix=options.prefix,

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass, field
 
 #: Reasons a record is not written. Every rejected record carries exactly one of these.
@@ -15,7 +16,10 @@ REJECT_REASONS = (
     "decompression_bomb",   # more pixels than Pillow's safety limit
     "unknown_class",        # wnid not in the dataset's class space
     "duplicate",            # same bytes (sha256) as an image already kept
+    "malformed_jpeg",       # decodes, but its marker stream cannot be parsed to strip its metadata
 )
+#: Besides REJECT_REASONS: the reasons of opt-out registries (``--opt-out``), words such as ``takedown``.
+REGISTRY_REASON = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
 
 
 @dataclass(frozen=True)
@@ -98,5 +102,6 @@ class Rejected:
     detail: str = ""
 
     def __post_init__(self) -> None:
-        if self.reason not in REJECT_REASONS:
-            raise ValueError(f"unknown reject reason {self.reason!r}; expected one of {REJECT_REASONS}")
+        if self.reason not in REJECT_REASONS and not REGISTRY_REASON.match(self.reason):
+            raise ValueError(f"unknown reject reason {self.reason!r}; expected one of {REJECT_REASONS} "
+                             "or an opt-out registry's reason word")

@@ -1,6 +1,7 @@
 """Decode-check every image and normalize it to a JPEG the streamer can read.
 
-One decode per image. RGB and grayscale JPEGs are stored byte-identical; CMYK/YCCK JPEGs, other
+One decode per image. RGB and grayscale JPEGs keep their pixel data byte for byte (by default their
+identifying metadata segments are dropped losslessly: :mod:`.privacy`); CMYK/YCCK JPEGs, other
 formats (ILSVRC's PNG named ``.JPEG``) and other modes are converted to an RGB JPEG; with
 ``resize_short_side`` larger images are shrunk (JPEG draft decode + Lanczos) and re-encoded.
 
@@ -9,8 +10,8 @@ entropy-decodes every coefficient of every scan, so truncated or corrupt data fa
 full decode, while the inverse DCT and colour conversion, most of the cost, shrink 64-fold.
 ``VerifyConfig(full_decode=True)`` decodes at full size instead.
 
-Not applied: EXIF orientation (kept in stored bytes, ignored on re-encode, as the usual decoders do)
-and ICC colour management. Pillow's global ``MAX_IMAGE_PIXELS`` still applies inside ``Image.open``
+Not applied: EXIF orientation (ignored, as the usual decoders and the streamer do; removed with the
+rest of EXIF unless ``strip_metadata=False``) and ICC colour management (profiles are kept). Pillow's global ``MAX_IMAGE_PIXELS`` still applies inside ``Image.open``
 (twice that limit always raises), so ``max_pixels`` above ``2 * Image.MAX_IMAGE_PIXELS`` has no effect.
 """
 from __future__ import annotations
@@ -22,7 +23,9 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image, ImageFile
 
+from ..curation.registry import Registry
 from ..errors import ConfigError
+from .privacy import NotAJpeg, strip_metadata
 from .records import Rejected, SourceRecord, TooLarge, Verified
 
 #: Largest source image accepted (bytes): ImageNet's largest files are a few MB; a bigger member is
@@ -44,6 +47,8 @@ class VerifyConfig:
     quality: int = 90                      # JPEG quality for anything re-encoded
     allowed_wnids: frozenset[str] | None = None   # class space; None = not checked here
     full_decode: bool = False              # check unchanged JPEGs at full size instead of a 1/8 draft decode
+    strip_metadata: bool = True            # drop EXIF/GPS/XMP/IPTC/comments/trailers losslessly (privacy.py)
+    opt_out: Registry | None = None        # keys / source sha256 never to store, with their reasons
 
     def __post_init__(self) -> None:
         if self.min_size < 1:
@@ -82,6 +87,8 @@ def verify_record(record: SourceRecord, config: VerifyConfig) -> Verified | Reje
 def _verify(record: SourceRecord, config: VerifyConfig) -> Verified:
     if config.allowed_wnids is not None and record.wnid not in config.allowed_wnids:
         raise _Reject("unknown_class", f"{record.wnid} is not in the class space")
+    if config.opt_out is not None and record.key in config.opt_out.keys:
+        raise _Reject(config.opt_out.keys[record.key], "listed in the opt-out registry (by key)")
     try:
         data = record.load(config.max_image_bytes)
     except TooLarge as e:
@@ -91,6 +98,8 @@ def _verify(record: SourceRecord, config: VerifyConfig) -> Verified:
     if not data:
         raise _Reject("empty_file", "0 bytes")
     source_sha = hashlib.sha256(data).hexdigest()
+    if config.opt_out is not None and source_sha in config.opt_out.sha256:
+        raise _Reject(config.opt_out.sha256[source_sha], "listed in the opt-out registry (by sha256)")
     im = _open(data, config)
     width, height = im.size
     target = _resized_size(width, height, config.resize_short_side)
@@ -98,8 +107,14 @@ def _verify(record: SourceRecord, config: VerifyConfig) -> Verified:
         if not config.full_decode:
             im.draft(im.mode, (max(1, width // 8), max(1, height // 8)))
         _load(im)
-        return Verified(key=record.key, wnid=record.wnid, source=record.source, image=data, sha256=source_sha,
-                        source_sha256=source_sha, width=width, height=height, fixes=())
+        try:
+            image, removed = strip_metadata(data) if config.strip_metadata else (data, ())
+        except NotAJpeg as e:  # decodes, but its segments cannot be told apart: metadata could not be removed
+            raise _Reject("malformed_jpeg", f"marker stream: {e}") from None
+        return Verified(key=record.key, wnid=record.wnid, source=record.source, image=image,
+                        sha256=hashlib.sha256(image).hexdigest() if removed else source_sha,
+                        source_sha256=source_sha, width=width, height=height,
+                        fixes=("metadata_stripped",) if removed else ())
     if im.format == "JPEG" and target is not None and im.mode in ("RGB", "L", "CMYK"):
         im.draft(None, target)  # DCT-domain downscale to at least `target`, before decoding
     _load(im)

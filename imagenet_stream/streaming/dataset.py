@@ -126,6 +126,11 @@ class ImageNetStream(IterableDataset):
         merge_gap: bytes of unneeded samples one request may read across to join two ranges.
         index_cache_bytes: the side indexes a worker keeps (LRU, by their encoded size; 64 MB).
 
+    Attributes:
+        classes: the target wnids (None for foreign shards without ``classes_in``); ``num_classes``.
+        terms: the dataset's terms of use from its ``index.json`` (``shard --terms``), None when it
+            declares none; for several streams, ``{url: terms}``.
+
     Notes:
         * ``len(ds)`` is what this rank yields this epoch (after a loaded resume: the rest of it),
           exactly: unusable samples are replaced (see :mod:`imagenet_stream.streaming.passes`).
@@ -183,6 +188,9 @@ class ImageNetStream(IterableDataset):
             None if epoch_size is None else _int_option("epoch_size", epoch_size, 0), replacement,
             labels_of_source=lambda k: self._source_labels(sources[k], opened[k][1]),
             excluded_of_source=lambda k: load_exclusions(opened[k][1], sources[k].manifest))
+        terms = [(s.manifest.extra.get("terms") if s.manifest is not None else None) for s in sources]
+        self.terms: str | dict[str, str | None] | None = (
+            terms[0] if len(terms) == 1 else {s.url: t for s, t in zip(self._streams, terms)})
         # Workers get the per-shard arrays, never a manifest (the shards are listed once, in _shards).
         self._mixture.sources = tuple(replace(s, manifest=None) for s in sources)
         for source in sources:
