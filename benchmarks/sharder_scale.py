@@ -40,6 +40,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 import procstat  # noqa: E402
+import report  # noqa: E402
 import workload  # noqa: E402
 
 from imagenet_stream.hierarchy import standard_space  # noqa: E402
@@ -209,16 +210,6 @@ def scale(args: argparse.Namespace, cores: int) -> list[str]:
     return header + rows + ["", slope]
 
 
-def write_results(path: Path, lines: list[str]) -> None:
-    text = path.read_text() if path.exists() else ""
-    block = "\n".join([BEGIN, *lines, END])
-    if BEGIN in text and END in text:
-        text = text[: text.index(BEGIN)] + block + text[text.index(END) + len(END):]
-    else:
-        text = text.rstrip() + "\n\n## Sharder at scale (`benchmarks/sharder_scale.py`)\n\n" + block + "\n"
-    path.write_text(text)
-
-
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--sizes", default="250000,1000000,2000000", help="N of the scale part (comma-separated)")
@@ -240,7 +231,8 @@ def main() -> None:
     lines += ["", f"Run time: {time.time() - started:.0f} s"]
     print("\n".join(lines))
     if not args.no_results:
-        write_results(Path(args.results), lines)
+        report.replace_section(args.results, BEGIN, END, "\n".join(lines),
+                               "## Sharder at scale (`benchmarks/sharder_scale.py`)\n\n")
 
 
 if __name__ == "__main__":

@@ -43,6 +43,7 @@ import numpy as np
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
+sys.path.insert(0, str(HERE))
 
 from imagenet_stream.hierarchy.spaces import standard_space  # noqa: E402
 from imagenet_stream.shards import (LABELS_NAME, MANIFEST_NAME, ClassesInfo, LabelsEntry, Manifest,  # noqa: E402
@@ -51,6 +52,8 @@ from imagenet_stream.streaming import ImageNetStream  # noqa: E402
 from imagenet_stream.streaming.passes import EpochView  # noqa: E402
 from imagenet_stream.streaming.plan import OrderSpec, RankPlan, worker_batches  # noqa: E402
 from imagenet_stream.streaming.reader import DEFAULT_INDEX_CACHE, DEFAULT_MERGE_GAP  # noqa: E402
+
+import report  # noqa: E402
 
 BEGIN, END = "<!-- stream-scale:begin -->", "<!-- stream-scale:end -->"
 MEAN_IMAGE_BYTES = 1_300_000_000_000 // 14_197_122   # fall11_whole.tar over its images: ~91.6 KB
@@ -298,15 +301,8 @@ def main() -> None:
                   "", f"Command: `python benchmarks/stream_scale.py --samples {args.samples} --ranks {args.ranks}`."]
     print("\n".join(lines))
     if args.results:
-        path = Path(args.results)
-        text = path.read_text() if path.exists() else ""
-        block = "\n".join([BEGIN, *lines, END])
-        if BEGIN in text and END in text:
-            text = text[: text.index(BEGIN)] + block + text[text.index(END) + len(END):]
-        else:
-            text = text.rstrip() + "\n\n## Streaming at scale (`benchmarks/stream_scale.py`)\n\n" + block + "\n"
-        path.write_text(text)
-
+        report.replace_section(args.results, BEGIN, END, "\n".join(lines),
+                               "## Streaming at scale (`benchmarks/stream_scale.py`)\n\n")
 
 if __name__ == "__main__":
     main()

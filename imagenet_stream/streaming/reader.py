@@ -4,10 +4,11 @@ A worker's yield order is cut into *windows* (the dataset makes one per batch); 
 from a few contiguous in-shard ranges. For every window the reader sorts the needed samples, turns
 them into byte ranges of the tar (neighbouring samples share one request; ranges closer than
 ``merge_gap`` bytes are merged), fetches the ranges on a background thread (bounded by
-``prefetch`` ranges ahead of the consumer, so the next window downloads while this one decodes),
-and yields the samples in the window's order as :class:`RawSample` with their JPEG bytes.
+``prefetch`` ranges ahead of the consumer, so the next window downloads while this one decodes;
+remote shards read without a local cache with ``fetch_threads`` requests in flight, handed on in
+order), and yields the samples in the window's order as :class:`RawSample` with their JPEG bytes.
 
-Memory: the fetched bytes of the current window plus up to ``prefetch`` ranges. A sample that cannot
+Memory: the fetched bytes of the current window plus up to ``prefetch + fetch_threads`` ranges. A sample that cannot
 be read comes out as a :class:`MissingSample` in its place (the caller substitutes it): the samples
 past the end of a truncated shard (``truncated_samples``, ``truncated_shards``), and every sample of a
 shard that is gone, unreadable, or whose side index fails its checks (``unreadable_samples``,
@@ -22,7 +23,8 @@ import logging
 import os
 import queue
 import threading
-from collections import OrderedDict
+from collections import OrderedDict, deque
+from concurrent.futures import Future, ThreadPoolExecutor
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import BinaryIO
@@ -39,6 +41,8 @@ log = logging.getLogger(__name__)
 
 DEFAULT_MERGE_GAP = 256 << 10
 DEFAULT_PREFETCH = 8
+#: Requests in flight at once per reading pass, for remote shards read without a local cache.
+DEFAULT_FETCH_THREADS = 4
 #: Side indexes a reader keeps (their encoded bytes): about 680 shards of 1,000 samples.
 DEFAULT_INDEX_CACHE = 64 << 20
 _OPEN_FILES = 8
@@ -143,15 +147,23 @@ class ShardReader:
     def __init__(self, stores: Store | Sequence[Store], shards: Sequence[ShardInfo], *,
                  cache: ShardCache | None = None, count: Callable[[str, int], None] | None = None,
                  merge_gap: int = DEFAULT_MERGE_GAP, chunk_size: int = DEFAULT_CHUNK,
-                 prefetch: int = DEFAULT_PREFETCH, index_cache_bytes: int = DEFAULT_INDEX_CACHE) -> None:
+                 prefetch: int = DEFAULT_PREFETCH, index_cache_bytes: int = DEFAULT_INDEX_CACHE,
+                 fetch_threads: int = DEFAULT_FETCH_THREADS) -> None:
         self.stores = (stores,) if isinstance(stores, Store) else tuple(stores)
         self.store = self.stores[0]
         self.shards = tuple(shards)
         self.cache = cache
-        self.count = count or (lambda _name, _n: None)
+        counted = count or (lambda _name, _n: None)
+        count_lock = threading.Lock()  # the fetching threads and the consumer all count
+
+        def locked_count(name: str, n: int) -> None:
+            with count_lock:
+                counted(name, n)
+        self.count = locked_count
         self.merge_gap = int(merge_gap)
         self.chunk_size = int(chunk_size)
         self.prefetch = max(1, int(prefetch))
+        self.fetch_threads = max(1, int(fetch_threads))
         self.index_cache_bytes = int(index_cache_bytes)
         self._indexes: OrderedDict[int, tuple[SideIndex, int]] = OrderedDict()
         self._index_bytes = 0
@@ -328,28 +340,66 @@ class ShardReader:
             return False
 
         files: OrderedDict[int, BinaryIO] = OrderedDict()  # this pass's open cache files
+        # Remote ranges without a local cache are fetched by a few threads at once (object stores
+        # answer each request after tens of ms: one at a time would starve the decoder); results
+        # are handed on in order, at most ``fetch_threads`` requests ahead of the queue.
+        pool = (ThreadPoolExecutor(self.fetch_threads, thread_name_prefix="imagenet-stream-fetch")
+                if self.fetch_threads > 1 and self.cache is None else None)
+        pending: deque[tuple[int, int, np.ndarray, int, SideIndex, Future[bytes]]] = deque()
+
+        def hand_on_oldest() -> bool:
+            w, shard, group, begin, index, future = pending.popleft()
+            try:
+                data = future.result()
+            except (FileNotFoundError, PermissionError) as exc:
+                self._mark_bad(shard, exc)
+                data = None
+            if data is None:
+                return True  # the consumer substitutes what this range held
+            return put(_Range(w, shard, group, begin, data, index))
+
         try:
             for w, (shards, indices) in enumerate(windows):
                 for shard in np.unique(shards):
+                    shard = int(shard)
                     members = np.unique(indices[shards == shard])
-                    index = self._usable_index(int(shard))
+                    index = self._usable_index(shard)
                     if index is None:
                         continue  # a bad shard: the consumer skips and counts its samples
+                    remote = pool is not None and not self.stores[self.shards[shard].data_store].is_local
                     for group, begin, end in byte_ranges(index, members, self.merge_gap):
                         if stop.is_set():
                             return
+                        if remote:
+                            pending.append((w, shard, group, begin, index,
+                                            pool.submit(self.fetch, shard, begin, end, None)))
+                            if len(pending) >= self.fetch_threads and not hand_on_oldest():
+                                return
+                            continue
+                        while pending:  # keep the order: what is in flight goes first
+                            if not hand_on_oldest():
+                                return
+                        if shard in self._bad:
+                            break
                         try:
-                            data = self.fetch(int(shard), begin, end, files)
+                            data = self.fetch(shard, begin, end, files)
                         except (FileNotFoundError, PermissionError) as exc:
-                            self._mark_bad(int(shard), exc)
+                            self._mark_bad(shard, exc)
                             break  # the consumer substitutes every sample of this shard
-                        if not put(_Range(w, int(shard), group, begin, data, index)):
+                        if not put(_Range(w, shard, group, begin, data, index)):
                             return
+                while pending:
+                    if not hand_on_oldest():
+                        return
                 if not put((_END, w)):
                     return
         except BaseException as exc:  # noqa: BLE001 - handed to the consumer, which re-raises
             put(exc)
         finally:
+            if pool is not None:
+                for *_, future in pending:
+                    future.cancel()
+                pool.shutdown(wait=True)
             while files:
                 files.popitem(last=False)[1].close()
 

@@ -111,3 +111,19 @@ def test_forked_workers_do_not_stall_the_parents_remote_reads(small_ds, httpserv
         child.join()
         assert child.exitcode == 0
         assert Store(base, options, retry=RetryPolicy(attempts=1)).read("index.json") == first  # same pooled connection
+
+
+def test_a_shard_gone_from_the_server_is_substituted_with_concurrent_fetches(small_ds, httpserver, tmp_path) -> None:
+    """Four requests in flight (remote, no cache): a 404 shard still leaves every count exact."""
+    import shutil
+
+    served = tmp_path / "served"
+    shutil.copytree(small_ds.url, served)
+    (served / "train-000003.tar").unlink()
+    with httpserver.serve(served) as (base, _):
+        ds = stream(base, seed=2)
+        got = keys(ds, 0)
+        assert len(got) == len(ds) == 60
+        assert ds.stats()["bad_shards"] == 1 and ds.stats()["substituted_samples"] == 10
+        assert not set(got) & set(small_ds.keys[3])
+        assert keys(stream(base, seed=2), 2) == got  # the same substitutes in workers
