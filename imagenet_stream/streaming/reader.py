@@ -360,10 +360,14 @@ class ShardReader:
 
         try:
             for w, (shards, indices) in enumerate(windows):
-                for shard in np.unique(shards):
-                    shard = int(shard)
+                needed = [int(x) for x in np.unique(shards)]
+                if pool is not None and len(needed) > 1:  # the window's side indexes, fetched at once
+                    indexes = dict(zip(needed, pool.map(self._usable_index, needed)))
+                else:
+                    indexes = {x: self._usable_index(x) for x in needed}
+                for shard in needed:
                     members = np.unique(indices[shards == shard])
-                    index = self._usable_index(shard)
+                    index = indexes[shard]
                     if index is None:
                         continue  # a bad shard: the consumer skips and counts its samples
                     remote = pool is not None and not self.stores[self.shards[shard].data_store].is_local
