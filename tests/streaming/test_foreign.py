@@ -128,7 +128,7 @@ def test_a_slowdown_burst_of_seconds_is_ridden_out(small_ds, httpserver) -> None
         with pytest.raises(StorageError, match="503"):
             ImageNetStream(base, retry=short)
         ds = ImageNetStream(base, size=16, batch_size=5, return_keys=True, shuffle=False,
-                            retry=RetryPolicy(backoff=0.2, max_backoff=1.0, deadline=60.0))
+                            retry=RetryPolicy(attempts=30, backoff=0.25, max_backoff=1.0, deadline=60.0, jitter=False))
         keys = [k for _, _, batch in DataLoader(ds, batch_size=5) for k in batch]
         refused = sum(1 for _, start, _, _ in log.gets if start == -1)
     assert keys == small_ds.all_keys
