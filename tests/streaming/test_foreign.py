@@ -122,7 +122,7 @@ def test_index_command_builds_a_dataset_folder(tmp_path, httpserver, capsys) -> 
 
 
 def test_a_slowdown_burst_of_seconds_is_ridden_out(small_ds, httpserver) -> None:
-    """S3 answers ``503 SlowDown`` to every request for 4 s: a short policy gives up, the default rides it out."""
+    """S3 answers ``503 SlowDown`` to every request for 4 s: a short policy gives up, a patient one rides it out."""
     with httpserver.serve(small_ds.url, slowdown=4.0) as (base, log):
         short = RetryPolicy(attempts=3, backoff=0.05, max_backoff=0.1, deadline=1.0)
         with pytest.raises(StorageError, match="503"):
