@@ -43,7 +43,8 @@ from imagenet_stream.streaming.classes import resolve_space
 from imagenet_stream.streaming.decode import build_transform
 from imagenet_stream.streaming.detect import detect_rank_world, detect_world
 from imagenet_stream.streaming.foreign import cached_index
-from imagenet_stream.streaming.mixture import ClassSampling, Mixture, Stream, build_mixture, parse_sampling
+from imagenet_stream.streaming.mixture import (ClassSampling, Mixture, Stream, build_mixture, normalize_streams,
+                                               parse_sampling)
 from imagenet_stream.streaming.passes import DECODE_ERRORS, EpochView, WorkerPass
 from imagenet_stream.streaming.plan import OrderSpec, RankPlan
 from imagenet_stream.streaming.process import ProcessLocal
@@ -174,7 +175,7 @@ class ImageNetStream(IterableDataset):
         self._logged: set[str] = set()
         self._parent_world: tuple[int, int] | None = None  # (rank, world_size) of the pickling process
 
-        self._streams, mix_weights = _normalize_streams(url, streams, weights, classes_in, storage_options)
+        self._streams, mix_weights = normalize_streams(url, streams, weights, classes_in, storage_options)
         self.url = self._streams[0].url if len(self._streams) == 1 else [s.url for s in self._streams]
         index_dir = os.fspath(index_dir) if index_dir is not None else os.environ.get(
             "IMAGENET_STREAM_CACHE", DEFAULT_INDEX_DIR)
@@ -413,40 +414,6 @@ class ImageNetStream(IterableDataset):
         if consumed > self.total:
             raise PlanError(f"cannot resume: the state has consumed={consumed}, past the epoch's {self.total} samples")
         self._shared.set_resume(epoch, consumed)
-
-
-def _normalize_streams(url: Any, streams: Any, weights: Any, classes_in: Any,
-                       storage_options: Mapping[str, Any] | None) -> tuple[list[Stream], list[float] | None]:
-    """``(streams, mixture weights or None)`` from the ways a dataset can be named."""
-    if (url is None) == (streams is None):
-        raise ConfigError("give the data as url=... or as streams=[Stream(...), ...], not both or neither")
-    if streams is not None:
-        if weights is not None:
-            raise ConfigError("streams carry their own weights: Stream(url, weight=...)")
-        out = [s if isinstance(s, Stream) else Stream(**dict(s)) for s in streams]
-        if not out:
-            raise ConfigError("streams is empty")
-        out = [replace(s, classes_in=s.classes_in if s.classes_in is not None else classes_in,
-                       storage_options=s.storage_options if s.storage_options is not None else storage_options)
-               for s in out]
-        return out, [s.weight for s in out] if len(out) > 1 else None
-    urls = [url] if isinstance(url, (str, Stream)) else list(url)
-    if not urls:
-        raise ConfigError("url is an empty list")
-    out = []
-    for u in urls:
-        if isinstance(u, Stream):
-            out.append(u)
-        elif isinstance(u, str) and u:
-            out.append(Stream(u, classes_in=classes_in, storage_options=storage_options))
-        else:
-            raise ConfigError(f"url must be a non-empty string (or a list of them), got {u!r}")
-    if weights is None:
-        return out, None
-    weights = list(weights)
-    if len(weights) != len(out):
-        raise ConfigError(f"{len(weights)} weights for {len(out)} datasets")
-    return [replace(s, weight=float(w)) for s, w in zip(out, weights)], [float(w) for w in weights]
 
 
 __all__ = ["DECODE_ERRORS", "DEFAULT_INDEX_DIR", "ITERATOR_FORMAT", "RANK_FORMAT", "ImageNetStream"]

@@ -23,7 +23,7 @@ computed only by the worker that reads it.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Callable
 
 import numpy as np
@@ -257,4 +257,38 @@ def build_mixture(sources: Sequence[Source], weights: Sequence[float] | None, cl
                    shard_weights=shard_weights, replacement=replacement)
 
 
-__all__ = ["ClassSampling", "Mixture", "Stream", "build_mixture", "parse_sampling"]
+def normalize_streams(url: Any, streams: Any, weights: Any, classes_in: Any,
+                      storage_options: Mapping[str, Any] | None) -> tuple[list[Stream], list[float] | None]:
+    """``(streams, mixture weights or None)`` from the ways a dataset can be named."""
+    if (url is None) == (streams is None):
+        raise ConfigError("give the data as url=... or as streams=[Stream(...), ...], not both or neither")
+    if streams is not None:
+        if weights is not None:
+            raise ConfigError("streams carry their own weights: Stream(url, weight=...)")
+        out = [s if isinstance(s, Stream) else Stream(**dict(s)) for s in streams]
+        if not out:
+            raise ConfigError("streams is empty")
+        out = [replace(s, classes_in=s.classes_in if s.classes_in is not None else classes_in,
+                       storage_options=s.storage_options if s.storage_options is not None else storage_options)
+               for s in out]
+        return out, [s.weight for s in out] if len(out) > 1 else None
+    urls = [url] if isinstance(url, (str, Stream)) else list(url)
+    if not urls:
+        raise ConfigError("url is an empty list")
+    out = []
+    for u in urls:
+        if isinstance(u, Stream):
+            out.append(u)
+        elif isinstance(u, str) and u:
+            out.append(Stream(u, classes_in=classes_in, storage_options=storage_options))
+        else:
+            raise ConfigError(f"url must be a non-empty string (or a list of them), got {u!r}")
+    if weights is None:
+        return out, None
+    weights = list(weights)
+    if len(weights) != len(out):
+        raise ConfigError(f"{len(weights)} weights for {len(out)} datasets")
+    return [replace(s, weight=float(w)) for s, w in zip(out, weights)], [float(w) for w in weights]
+
+
+__all__ = ["ClassSampling", "Mixture", "Stream", "build_mixture", "normalize_streams", "parse_sampling"]

@@ -36,6 +36,7 @@ from imagenet_stream.shards import SideIndex
 from imagenet_stream.storage import Store
 from imagenet_stream.streaming.cache import ShardCache
 from imagenet_stream.streaming.fetch import DEFAULT_CHUNK, read_range
+from imagenet_stream.streaming.samples import MissingSample, RawSample, ShardInfo, byte_ranges
 
 log = logging.getLogger(__name__)
 
@@ -47,43 +48,6 @@ DEFAULT_FETCH_THREADS = 4
 DEFAULT_INDEX_CACHE = 64 << 20
 _OPEN_FILES = 8
 _JOIN_WARN_SECONDS = 30.0
-
-
-@dataclass(frozen=True)
-class ShardInfo:
-    """What the reader needs to know of one shard (from the manifest or discovered)."""
-
-    name: str                    # object name under the store root
-    num_samples: int
-    bytes: int | None = None     # size of the tar, when known
-    sha256: str | None = None    # of the tar, when known (verified by the cache)
-    index: str | None = None     # side index object name
-    index_bytes: int | None = None
-    index_sha256: str | None = None
-    data_store: int = 0          # which of the reader's stores holds the tar
-    index_store: int = 0         # ... and its side index
-
-
-@dataclass(frozen=True)
-class RawSample:
-    """One sample as fetched: where it is in the yield order and in the dataset, and its image bytes."""
-
-    position: int                # index into the windows' concatenated order
-    shard: int
-    index: int                   # within the shard
-    key: str
-    label: int
-    data: memoryview
-
-
-@dataclass(frozen=True)
-class MissingSample:
-    """A sample of the yield order that could not be read (``reason``: ``"truncated"`` or ``"unreadable"``)."""
-
-    position: int
-    shard: int
-    index: int
-    reason: str
 
 
 @dataclass(frozen=True)
@@ -118,21 +82,6 @@ def release_free_memory() -> None:
     """
     if _MALLOC_TRIM is not None:
         _MALLOC_TRIM(0)
-
-
-def byte_ranges(index: SideIndex, members: np.ndarray, merge_gap: int) -> list[tuple[np.ndarray, int, int]]:
-    """Group sorted in-shard indices into ``(members, begin, end)`` tar byte ranges.
-
-    Consecutive samples always share a range; two ranges are merged when the bytes between them
-    are at most ``merge_gap`` (0: only adjacent samples share a request).
-    """
-    if members.size == 0:
-        return []
-    begins = index.offsets[members].astype(np.int64)
-    ends = index.offsets[members + 1].astype(np.int64)
-    breaks = np.flatnonzero(begins[1:] - ends[:-1] > merge_gap) + 1
-    groups = np.split(np.arange(members.size), breaks)
-    return [(members[g], int(begins[g[0]]), int(ends[g[-1]])) for g in groups]
 
 
 class ShardReader:
