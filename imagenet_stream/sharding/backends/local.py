@@ -95,9 +95,11 @@ def _worker(conn: Connection, alive: Connection, config: RunConfig) -> None:
             continue
         if committing is not None:
             committing.join()  # at most one commit in flight: it overlaps this build, never piles up
+        # "ready" goes out before the commit can report: the coordinator must see a shard move from
+        # building to committing before its result (it then hands this worker the next task).
+        send(("ready", task.number, None))
         committing = threading.Thread(target=commit, args=(built,), name="imagenet-stream-commit")
         committing.start()
-        send(("ready", task.number, None))
     if committing is not None:
         committing.join()
 
@@ -211,9 +213,8 @@ class _Pool:
     def _message(self, worker: _Worker, status: str, number: int, payload, retry: deque[ShardTask],
                  on_done: OnDone) -> None:
         if status == "ready":  # built; its commit runs while the worker builds the next one
-            task, worker.building = worker.building, None
-            if task is not None:
-                worker.committing[number] = task
+            if worker.building is not None and worker.building.number == number:
+                worker.committing[number], worker.building = worker.building, None
             return
         task = worker.committing.pop(number, None)
         if task is None and worker.building is not None and worker.building.number == number:
