@@ -160,6 +160,16 @@ def _fsync_dir(path: str) -> None:
         os.close(fd)
 
 
+def protocol_of(url: str) -> str:
+    """The URL's scheme, lower-case (``"file"`` for a plain path): storage options apply within one."""
+    return url.split("://", 1)[0].lower() if "://" in url else "file"
+
+
+def absolute_url(url: str) -> str:
+    """``url`` itself, or a plain path made absolute (what a manifest may point at)."""
+    return url if "://" in url else os.path.abspath(url)
+
+
 class Store:
     """A dataset root on an fsspec URL; object names are relative to it (``"index.json"``)."""
 
@@ -193,9 +203,7 @@ class Store:
         policy when it is on the same protocol (credentials never travel to another service)."""
         if url is None or url.rstrip("/") == self.url:
             return self
-        same = (url.split("://", 1)[0].lower() if "://" in url else "file") == (
-            self.url.split("://", 1)[0].lower() if "://" in self.url else "file")
-        return Store(url, self._options if same else None, retry=self.retry)
+        return Store(url, self._options if protocol_of(url) == protocol_of(self.url) else None, retry=self.retry)
 
     # -- naming ---------------------------------------------------------------------------
     def path(self, name: str) -> str:
@@ -491,4 +499,5 @@ if hasattr(os, "register_at_fork"):
     os.register_at_fork(before=_pin_instances_before_fork, after_in_parent=_PINNED_AT_FORK.clear)
 
 
-__all__ = ["AtomicWrite", "QUICK_RETRIES", "RetryPolicy", "Store", "with_retries", "is_transient", "expand_urls"]
+__all__ = ["AtomicWrite", "QUICK_RETRIES", "RetryPolicy", "Store", "with_retries", "is_transient", "expand_urls",
+           "absolute_url", "protocol_of"]

@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 
 from ..errors import ImageNetStreamError
-from ..storage import Store
+from ..storage import Store, protocol_of
 from ..streaming.classes import resolve_space
 from ..streaming.foreign import build_index
 from ._common import STORAGE_OPTIONS_HELP, fail, parse_storage_options
@@ -28,15 +28,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
-def _protocol(url: str) -> str:
-    return url.split("://", 1)[0].lower() if "://" in url else "file"
-
-
 def run(args: argparse.Namespace) -> int:
     try:
         options = parse_storage_options(args.storage_options)
         wnids = resolve_space(args.classes_in) if args.classes_in else None
-        out = Store(args.out, options if _protocol(args.out) == _protocol(args.pattern) else None)
+        out = Store(args.out, options if protocol_of(args.out) == protocol_of(args.pattern) else None)
         manifest = build_index(args.pattern, out, options, wnids, name=args.name, progress=not args.no_progress)
     except (ImageNetStreamError, OSError) as exc:
         return fail(str(exc))

@@ -18,6 +18,8 @@ tests/sharding/test_privacy.py checks the pixels bit for bit.
 """
 from __future__ import annotations
 
+import re
+
 #: What each dropped segment was, for counts and logs.
 _APP_NAMES = {0xE1: "exif_or_xmp", 0xE2: "app2", 0xED: "iptc", 0xFE: "comment"}
 _SOI, _EOI, _SOS = 0xD8, 0xD9, 0xDA
@@ -38,20 +40,17 @@ def _keep(marker: int, payload: bytes) -> bool:
     return not (0xE0 <= marker <= 0xEF or marker == 0xFE)
 
 
+#: A marker inside or after scan data: 0xFF followed by anything but a stuffed 0x00, a restart
+#: marker (RST0-7) or another 0xFF fill byte.
+_NEXT_MARKER = re.compile(rb"\xff[^\x00\xd0-\xd7\xff]")
+
+
 def _scan_end(data: bytes, pos: int) -> int:
     """The offset of the first marker after entropy-coded data starting at ``pos``."""
-    n = len(data)
-    while True:
-        pos = data.find(b"\xff", pos)
-        if pos < 0 or pos + 1 >= n:
-            raise NotAJpeg("scan data runs to the end without a marker")
-        nxt = data[pos + 1]
-        if nxt == 0x00 or 0xD0 <= nxt <= 0xD7:  # stuffed byte or restart marker: still scan data
-            pos += 2
-        elif nxt == 0xFF:  # fill bytes before a marker
-            pos += 1
-        else:
-            return pos
+    found = _NEXT_MARKER.search(data, pos)
+    if found is None:
+        raise NotAJpeg("scan data runs to the end without a marker")
+    return found.start()
 
 
 def strip_metadata(data: bytes) -> tuple[bytes, tuple[str, ...]]:

@@ -37,7 +37,7 @@ from torch.utils.data import IterableDataset, get_worker_info
 
 from imagenet_stream.errors import ConfigError, PlanError
 from imagenet_stream.shards.overlay import load_exclusions
-from imagenet_stream.storage import RetryPolicy, Store
+from imagenet_stream.storage import RetryPolicy, Store, protocol_of
 from imagenet_stream.streaming.cache import ShardCache
 from imagenet_stream.streaming.classes import resolve_space
 from imagenet_stream.streaming.decode import build_transform
@@ -52,7 +52,7 @@ from imagenet_stream.streaming.reader import DEFAULT_INDEX_CACHE, DEFAULT_MERGE_
 from imagenet_stream.streaming.resume import (ITERATOR_FORMAT, RANK_FORMAT, check_config, merge_rank_states,
                                               rank_state)
 from imagenet_stream.streaming.shared import Counter, SharedState, slot_for_worker
-from imagenet_stream.streaming.sources import Source, is_shard_url, manifest_source, read_labels, root_of
+from imagenet_stream.streaming.sources import Source, is_shard_url, labels_per_shard, manifest_source, root_of
 
 log = logging.getLogger(__name__)
 
@@ -65,10 +65,6 @@ def _int_option(name: str, value: object, minimum: int) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
         raise ConfigError(f"{name} must be an int >= {minimum}, got {value!r}")
     return int(value)
-
-
-def _protocol(url: str) -> str:
-    return url.split("://", 1)[0].lower() if "://" in url else "file"
 
 
 @dataclass
@@ -187,7 +183,7 @@ class ImageNetStream(IterableDataset):
         self._mixture: Mixture = build_mixture(
             sources, mix_weights, classes, parse_sampling(sampling),
             None if epoch_size is None else _int_option("epoch_size", epoch_size, 0), replacement,
-            labels_of_source=lambda k: self._source_labels(sources[k], opened[k][1]),
+            labels_of_source=lambda k: labels_per_shard(sources[k], opened[k][1]),
             excluded_of_source=lambda k: load_exclusions(opened[k][1], sources[k].manifest))
         terms = [(s.manifest.extra.get("terms") if s.manifest is not None else None) for s in sources]
         self.terms: str | dict[str, str | None] | None = (
@@ -228,20 +224,7 @@ class ImageNetStream(IterableDataset):
     def _options_for(self, url: str, k: int) -> dict[str, Any]:
         """A stream's storage options apply to its stores on the stream's protocol (not to a local index)."""
         stream = self._streams[k]
-        return dict(stream.storage_options or {}) if _protocol(url) == _protocol(stream.url) else {}
-
-    @staticmethod
-    def _source_labels(source: Source, store: Store) -> list[np.ndarray]:
-        """Every sample's class per shard: ``labels.bin``, else every side index (slower)."""
-        labels = read_labels(store, source.manifest) if source.manifest is not None else None
-        if labels is not None:
-            return labels
-        log.info("%s has no labels.bin: reading %d side indexes to select classes", store.display_url,
-                 len(source.shards))
-        stores = (Store(source.shards_root, retry=store.retry) if source.shards_root != store.url else store,
-                  Store(source.indexes_root, retry=store.retry) if source.indexes_root != store.url else store)
-        reader = ShardReader(stores, [replace(s, data_store=0, index_store=1) for s in source.shards])
-        return [reader.side_index(i).labels.astype(np.int64) for i in range(len(source.shards))]
+        return dict(stream.storage_options or {}) if protocol_of(url) == protocol_of(stream.url) else {}
 
     def _fingerprint(self) -> str:
         """What a resume state must have been saved over: the shards, the eligible samples, the draw."""

@@ -39,7 +39,7 @@ from imagenet_stream.errors import ConfigError, ManifestError, ShardIntegrityErr
 from imagenet_stream.shards import (CLASS_EXT, INDEX_SUFFIX, LABELS_NAME, MANIFEST_NAME, SHARD_SUFFIX, ClassesInfo,
                                     LabelsEntry, Manifest, ShardEntry, SideIndex, TarWalker, decode_label, index_name,
                                     split_member)
-from imagenet_stream.storage import QUICK_RETRIES, RetryPolicy, Store, expand_urls
+from imagenet_stream.storage import QUICK_RETRIES, RetryPolicy, Store, absolute_url, expand_urls
 from imagenet_stream.streaming.sources import is_brace_pattern
 
 log = logging.getLogger(__name__)
@@ -140,7 +140,7 @@ def build_index(pattern: str, out: Store, storage_options: dict | None = None,
         tool=INDEX_TOOL, classes=ClassesInfo("declared" if wnids is not None else "custom:unknown", space_wnids),
         num_samples=int(every.size), class_counts=tuple(int(c) for c in counts), shards=tuple(entries),
         labels=LabelsEntry(LABELS_NAME, dtype, len(raw_labels), hashlib.sha256(raw_labels).hexdigest()),
-        shards_at=store.url if "://" in store.url else os.path.abspath(store.url),
+        shards_at=absolute_url(store.url),
         extra={"foreign": {"index_format": INDEX_FORMAT, "pattern": pattern, "skipped": dict(skipped), "fingerprints": fingerprints(store, names),
                            "classes_declared": wnids is not None}})
     out.write_atomic(MANIFEST_NAME, manifest.to_json().encode())  # last

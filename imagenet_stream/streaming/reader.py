@@ -310,10 +310,12 @@ class ShardReader:
         try:
             for w, (shards, indices) in enumerate(windows):
                 needed = [int(x) for x in np.unique(shards)]
-                if pool is not None and len(needed) > 1:  # the window's side indexes, fetched at once
-                    indexes = dict(zip(needed, pool.map(self._usable_index, needed)))
-                else:
-                    indexes = {x: self._usable_index(x) for x in needed}
+                if pool is not None:  # the window's side indexes not held yet, fetched at once
+                    with self._index_lock:
+                        missing = [x for x in needed if x not in self._indexes and x not in self._bad]
+                    if len(missing) > 1:
+                        list(pool.map(self._usable_index, missing))
+                indexes = {x: self._usable_index(x) for x in needed}
                 for shard in needed:
                     members = np.unique(indices[shards == shard])
                     index = indexes[shard]

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from dataclasses import dataclass, field
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -18,9 +19,11 @@ from imagenet_stream.errors import ConfigError, ManifestError
 from imagenet_stream.shards import MANIFEST_NAME, SHARD_SUFFIX, Manifest
 from imagenet_stream.storage import Store
 from imagenet_stream.streaming.fetch import read_range
-from imagenet_stream.streaming.reader import ShardInfo
+from imagenet_stream.streaming.reader import ShardInfo, ShardReader
 
 log = logging.getLogger(__name__)
+
+_INDEX_READERS = 16  # side indexes read at once when a dataset has no labels.bin
 
 
 @dataclass(frozen=True)
@@ -70,9 +73,9 @@ def root_of(url: str) -> str:
     return url
 
 
-def manifest_source(store: Store) -> Source:
-    """The source of a dataset root holding ``index.json``."""
-    manifest = Manifest.load(store)
+def manifest_source(store: Store, manifest: Manifest | None = None) -> Source:
+    """The source of a dataset root holding ``index.json`` (``manifest``: that file, already loaded)."""
+    manifest = manifest if manifest is not None else Manifest.load(store)
     shards = tuple(ShardInfo(name=s.name, num_samples=s.num_samples, bytes=s.bytes, sha256=s.sha256,
                              index=s.index, index_bytes=s.index_bytes, index_sha256=s.index_sha256)
                    for s in manifest.shards)
@@ -100,4 +103,23 @@ def read_labels(store: Store, manifest: Manifest) -> list[np.ndarray] | None:
     return np.split(labels.astype(np.int32), np.cumsum(manifest.sample_counts)[:-1])
 
 
-__all__ = ["Source", "is_brace_pattern", "is_shard_url", "manifest_source", "read_labels", "root_of"]
+def source_reader(source: Source, store: Store) -> ShardReader:
+    """A reader of ``source``'s shards (store 0) and side indexes (store 1), wherever they live,
+    with ``store``'s options where they are on its protocol."""
+    stores = (store.elsewhere(source.shards_root), store.elsewhere(source.indexes_root))
+    return ShardReader(stores, [replace(s, data_store=0, index_store=1) for s in source.shards])
+
+
+def labels_per_shard(source: Source, store: Store) -> list[np.ndarray]:
+    """Every sample's class per shard: ``labels.bin``, else every side index (``_INDEX_READERS`` at once)."""
+    labels = read_labels(store, source.manifest) if source.manifest is not None else None
+    if labels is not None:
+        return labels
+    log.info("%s has no labels.bin: reading its %d side indexes", store.display_url, len(source.shards))
+    reader = source_reader(source, store)
+    with ThreadPoolExecutor(_INDEX_READERS) as pool:
+        return list(pool.map(lambda s: reader.side_index(s).labels.astype(np.int32), range(len(source.shards))))
+
+
+__all__ = ["Source", "is_brace_pattern", "is_shard_url", "labels_per_shard", "manifest_source", "read_labels",
+           "root_of", "source_reader"]

@@ -127,3 +127,10 @@ def test_a_shard_gone_from_the_server_is_substituted_with_concurrent_fetches(sma
         assert ds.stats()["bad_shards"] == 1 and ds.stats()["substituted_samples"] == 10
         assert not set(got) & set(small_ds.keys[3])
         assert keys(stream(base, seed=2), 2) == got  # the same substitutes in workers
+
+
+def test_a_class_subset_on_s3_without_labels_bin_reads_the_side_indexes_with_its_credentials(
+        dsutil, s3_bucket, s3_options) -> None:
+    built = dsutil.build_dataset(f"s3://{s3_bucket}/nolabels", 40, 10, labels_bin=False, storage_options=s3_options)
+    got = keys(stream(built.url, storage_options=s3_options, classes=list(dsutil.CATS), shuffle=False), 0)
+    assert sorted(got) == sorted(k for k in built.all_keys if built.wnid(k) in dsutil.CATS)
