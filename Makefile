@@ -15,7 +15,7 @@ TIMM_VERSION ?= 1.0.31
 # without them everything still installs and decodes with Pillow. apt-get only as root, best effort.
 JPEG_H ?= /usr/include/jpeglib.h
 
-$(STAMP): pyproject.toml setup.py imagenet_stream/streaming/_jpegroi.c
+$(STAMP): pyproject.toml setup.py imagenet_stream/streaming/decoding/_jpegroi.c
 	@[ -f $(JPEG_H) ] || { command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ] && \
 	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq libjpeg-dev) >/dev/null 2>&1; } || \
 	  echo "note: libjpeg-dev not installed; building without the native JPEG region decoder (Pillow decodes)"
@@ -64,4 +64,4 @@ bench-peers: $(STAMP)
 	$(PY) benchmarks/run.py --peers-python $(PEERS_VENV)/bin/python $(BENCH_ARGS)
 
 clean:
-	rm -rf $(VENV) $(DEMO_OUT) build *.egg-info .cache imagenet_stream/streaming/_jpegroi*.so
+	rm -rf $(VENV) $(DEMO_OUT) build *.egg-info .cache imagenet_stream/streaming/decoding/_jpegroi*.so

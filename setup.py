@@ -1,6 +1,6 @@
 """Build hook for the optional native JPEG region decoder (metadata lives in pyproject.toml).
 
-``imagenet_stream.streaming._jpegroi`` needs libjpeg-turbo's headers (Debian: ``libjpeg-dev``) and a C
+``imagenet_stream.streaming.decoding._jpegroi`` needs libjpeg-turbo's headers (Debian: ``libjpeg-dev``) and a C
 compiler; it does not link libjpeg (it uses the copy Pillow loads, found at run time). Where either is
 missing the build warns and skips the extension: the package still installs and decodes with Pillow.
 Set ``IMAGENET_STREAM_REQUIRE_NATIVE=1`` to make a failed build an error instead.
@@ -47,8 +47,8 @@ class OptionalBuildExt(build_ext):
 setup(
     ext_modules=[
         Extension(
-            "imagenet_stream.streaming._jpegroi",
-            sources=["imagenet_stream/streaming/_jpegroi.c"],
+            "imagenet_stream.streaming.decoding._jpegroi",
+            sources=["imagenet_stream/streaming/decoding/_jpegroi.c"],
             libraries=["dl"] if sys.platform.startswith("linux") else [],
         )
     ],

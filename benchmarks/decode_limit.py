@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from imagenet_stream.streaming.decode import (
+from imagenet_stream.streaming.decoding.transforms import (
     EvalTransform,
     TrainTransform,
     random_resized_crop_params,

@@ -15,16 +15,16 @@ fresh process: ``kind`` (``ours`` | ``webdataset`` | ``folder`` | ``litdata`` | 
 from __future__ import annotations
 
 import importlib.util
-import os
 from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 import torch
 from PIL import Image
+from process_rng import process_rng
 from torch.utils.data import DataLoader, Dataset
 
-from imagenet_stream.streaming.decode import random_resized_crop_params
+from imagenet_stream.streaming.decoding.transforms import random_resized_crop_params
 
 SIZE = 224
 WDS_SHUFFLE = 1000  # the sample shuffle buffer of webdataset's documented examples
@@ -40,26 +40,9 @@ LIBRARIES: dict[str, tuple[str, ...]] = {
 }
 
 
-class _ProcessRng:
-    """One ``np.random.Generator`` per process (forked DataLoader workers get their own stream)."""
-
-    def __init__(self) -> None:
-        self._pid = -1
-        self._rng: np.random.Generator | None = None
-
-    def get(self) -> np.random.Generator:
-        if self._pid != os.getpid() or self._rng is None:
-            self._pid = os.getpid()
-            self._rng = np.random.default_rng([os.getpid(), int.from_bytes(os.urandom(4), "little")])
-        return self._rng
-
-
-_RNG = _ProcessRng()
-
-
 def pil_train(im: Image.Image) -> torch.Tensor:
     """RandomResizedCrop(224) + flip + PILToTensor on a decoded RGB image (torchvision's stock path)."""
-    rng = _RNG.get()
+    rng = process_rng()
     left, top, w, h = random_resized_crop_params(im.width, im.height, rng)
     im = im.resize((SIZE, SIZE), Image.Resampling.BILINEAR, box=(left, top, left + w, top + h))
     if rng.random() < 0.5:

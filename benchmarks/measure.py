@@ -22,9 +22,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-import torch
-
 import procstat
+import torch
 
 
 def measure_bare(spec: dict[str, Any]) -> dict[str, Any]:

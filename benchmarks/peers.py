@@ -17,7 +17,7 @@ workers. The ``transform`` key of a spec picks what is applied to the bytes:
 
 * ``stock``: what their users write: ``PIL.Image.open(...).convert("RGB")``, then torchvision's
   ``RandomResizedCrop(224)`` + ``RandomHorizontalFlip()`` + ``PILToTensor()`` (uint8 CHW);
-* ``ours``: ``imagenet_stream.streaming.decode.TrainTransform`` on the bytes, the transform
+* ``ours``: ``imagenet_stream.streaming.decoding.transforms.TrainTransform`` on the bytes, the transform
   ImageNetStream applies, so the row compares the loaders alone;
 * ``verify``: no decode: ``[position, crc32(bytes)]``, for :func:`verify`.
 
@@ -137,12 +137,12 @@ def ours_transform(data: bytes) -> torch.Tensor:
     """ImageNetStream's ``TrainTransform`` on the bytes (a per-process generator for the crop/flip)."""
     global _OURS
     if _OURS is None:
-        from imagenet_stream.streaming.decode import TrainTransform
+        from imagenet_stream.streaming.decoding.transforms import TrainTransform
 
         _OURS = TrainTransform(224)
-    from loaders import _RNG
+    from process_rng import process_rng
 
-    return _OURS(data, _RNG.get())
+    return _OURS(data, process_rng())
 
 
 def verify_transform(data: bytes, index: int) -> torch.Tensor:

@@ -26,9 +26,9 @@ from torch.utils.data import DataLoader
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from imagenet_stream.shards import MANIFEST_NAME, Manifest, SideIndex  # noqa: E402
+from imagenet_stream.format import MANIFEST_NAME, Manifest, SideIndex  # noqa: E402
 from imagenet_stream.streaming import ImageNetStream  # noqa: E402
-from imagenet_stream.streaming.decode import BytesTransform, TrainTransform  # noqa: E402
+from imagenet_stream.streaming.decoding.transforms import BytesTransform, TrainTransform  # noqa: E402
 
 
 class FixedTensor(BytesTransform):

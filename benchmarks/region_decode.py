@@ -18,8 +18,8 @@ import torch
 import workload  # benchmarks/ is sys.path[0] when this file runs as a script
 from decode_limit import bare_limit
 
-from imagenet_stream.streaming import jpeg_region
-from imagenet_stream.streaming.decode import EvalTransform, TrainTransform
+from imagenet_stream.streaming.decoding import jpeg_region
+from imagenet_stream.streaming.decoding.transforms import EvalTransform, TrainTransform
 
 
 def measure(jpegs: list[bytes], seconds: float, rounds: int) -> dict[tuple[str, str], float]:

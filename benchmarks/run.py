@@ -40,11 +40,12 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-import imagenet_stream  # noqa: E402
 import report  # noqa: E402
 import workload  # noqa: E402
 from loaders import OPTIONAL  # noqa: E402
 from report import CONTROL, Entry  # noqa: E402
+
+import imagenet_stream  # noqa: E402
 
 DEFAULT_RESULTS = HERE / "RESULTS.md"
 DEFAULT_PEERS_PYTHON = HERE.parent / ".venv-peers" / "bin" / "python"

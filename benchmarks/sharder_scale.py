@@ -140,7 +140,7 @@ def bare_verify_rate(paths: list[str] | tuple[str, ...]) -> float:
     """Images per CPU-second of ``verify_record`` in one process, one pass over every image (the
     bytes read beforehand): exactly the verification the sharder does, without the sharder."""
     from imagenet_stream.sharding.records import SourceRecord
-    from imagenet_stream.sharding.verify import VerifyConfig, verify_record
+    from imagenet_stream.sharding.verify_image import VerifyConfig, verify_record
 
     blobs = [Path(p).read_bytes() for p in paths]
     config = VerifyConfig()

@@ -45,15 +45,24 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 sys.path.insert(0, str(HERE))
 
+import report  # noqa: E402
+
+from imagenet_stream.format import (  # noqa: E402
+    LABELS_NAME,
+    MANIFEST_NAME,
+    ClassesInfo,
+    LabelsEntry,
+    Manifest,
+    ShardEntry,
+    SideIndex,
+    index_name,
+    shard_name,
+)
 from imagenet_stream.hierarchy.spaces import standard_space  # noqa: E402
-from imagenet_stream.shards import (LABELS_NAME, MANIFEST_NAME, ClassesInfo, LabelsEntry, Manifest,  # noqa: E402
-                                    ShardEntry, SideIndex, index_name, shard_name)
 from imagenet_stream.streaming import ImageNetStream  # noqa: E402
-from imagenet_stream.streaming.passes import EpochView  # noqa: E402
+from imagenet_stream.streaming.epoch_pass import EpochView  # noqa: E402
 from imagenet_stream.streaming.plan import OrderSpec, RankPlan, worker_batches  # noqa: E402
 from imagenet_stream.streaming.reader import DEFAULT_INDEX_CACHE, DEFAULT_MERGE_GAP  # noqa: E402
-
-import report  # noqa: E402
 
 BEGIN, END = "<!-- stream-scale:begin -->", "<!-- stream-scale:end -->"
 MEAN_IMAGE_BYTES = 1_300_000_000_000 // 14_197_122   # fall11_whole.tar over its images: ~91.6 KB
@@ -121,7 +130,8 @@ def heap(fn):
 
 
 def view_of(ds: ImageNetStream, labels_per_shard, epoch: int = 1) -> EpochView:
-    spec = OrderSpec(ds.seed, epoch, ds.shuffle, ds.shuffle_window, ds.chunk)
+    o = ds.options
+    spec = OrderSpec(o.seed, epoch, o.shuffle, o.shuffle_window, o.chunk)
     return EpochView(ds._mixture, spec, lambda s: labels_per_shard[s])  # a worker reads these side indexes
 
 

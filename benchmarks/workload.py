@@ -23,7 +23,7 @@ from PIL import Image
 from imagenet_stream.hierarchy import load_space
 from imagenet_stream.sharding.coordinator import ShardOptions, ShardResult, shard
 from imagenet_stream.sharding.records import SourceRecord, Verified
-from imagenet_stream.sharding.verify import VerifyConfig, verify_record
+from imagenet_stream.sharding.verify_image import VerifyConfig, verify_record
 from imagenet_stream.synthetic import make_jpeg
 
 IMAGE_SUFFIXES = (".jpeg", ".jpg", ".png")

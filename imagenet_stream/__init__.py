@@ -5,29 +5,23 @@ import torch.
 """
 from __future__ import annotations
 
-from importlib import import_module
-from typing import Any
+from imagenet_stream._lazy import lazy_exports
 
 __version__ = "0.1.0"
 
 _EXPORTS = {
     "ImageNetStream": "imagenet_stream.streaming.dataset",
     "Stream": "imagenet_stream.streaming.mixture",
-    "ClassSampling": "imagenet_stream.streaming.mixture",
-    "RetryPolicy": "imagenet_stream.storage",
+    "ClassSampling": "imagenet_stream.streaming.sampling",
+    "RetryPolicy": "imagenet_stream.retry",
     "normalize": "imagenet_stream.streaming.device",
     "CudaPrefetcher": "imagenet_stream.streaming.device",
-    "IMAGENET_MEAN": "imagenet_stream.streaming.decode",
-    "IMAGENET_STD": "imagenet_stream.streaming.decode",
+    "IMAGENET_MEAN": "imagenet_stream.streaming.decoding.transforms",
+    "IMAGENET_STD": "imagenet_stream.streaming.decoding.transforms",
     "Hierarchy": "imagenet_stream.hierarchy",
     "HierarchicalTargets": "imagenet_stream.hierarchy",
 }
 
 __all__ = ["__version__", *sorted(_EXPORTS)]
 
-
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(import_module(module), name)
+__getattr__ = lazy_exports(__name__, _EXPORTS)

@@ -11,7 +11,7 @@ import logging
 import sys
 from collections.abc import Sequence
 
-from . import __version__
+from imagenet_stream import __version__
 
 #: Command modules under imagenet_stream/commands/, in the order ``--help`` lists them.
 COMMANDS: tuple[str, ...] = ("shard", "index", "exclude", "inspect", "demo", "bench")

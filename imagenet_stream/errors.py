@@ -5,6 +5,8 @@ Each family also subclasses the builtin a caller would naturally catch, so
 """
 from __future__ import annotations
 
+from typing import Any
+
 
 class ImageNetStreamError(Exception):
     """Base class of every error raised by imagenet_stream."""
@@ -12,6 +14,14 @@ class ImageNetStreamError(Exception):
 
 class SourceError(ImageNetStreamError, ValueError):
     """A sharding source (folder, tar, label file, list) is missing or malformed."""
+
+
+class NothingKeptError(SourceError):
+    """The sharder rejected every image; ``report`` says why (``report.json`` is written, ``index.json`` not)."""
+
+    def __init__(self, message: str, report: dict[str, Any]) -> None:
+        super().__init__(message)
+        self.report = report
 
 
 class ManifestError(ImageNetStreamError, ValueError):

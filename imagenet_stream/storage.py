@@ -11,20 +11,18 @@ logged: every message built from a storage error goes through :mod:`imagenet_str
 from __future__ import annotations
 
 import contextlib
-import errno
 import logging
 import os
-import random
-import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass
 from typing import Any, BinaryIO, TypeVar
 
 from fsspec.core import url_to_fs
 
-from .errors import ConfigError, ImageNetStreamError, StorageError
-from .redaction import Redactor, describe, redact_url
+from imagenet_stream.errors import ConfigError, ImageNetStreamError, StorageError
+from imagenet_stream.redaction import Redactor, redact_url
+from imagenet_stream.retry import PERMANENT_ERRORS, QUICK_RETRIES, RetryPolicy, with_retries
+from imagenet_stream.urls import protocol_of
 
 log = logging.getLogger(__name__)
 
@@ -33,97 +31,7 @@ T = TypeVar("T")
 #: Protocols whose single PUT (or completed multipart upload) is already atomic.
 OBJECT_STORE_PROTOCOLS = frozenset({"s3", "s3a", "gs", "gcs", "abfs", "az", "adl", "oss", "r2"})
 
-_TRANSIENT_ERRNOS = frozenset(
-    {errno.ECONNRESET, errno.ECONNREFUSED, errno.ECONNABORTED, errno.ETIMEDOUT, errno.EPIPE, errno.EAGAIN}
-)
-_PERMANENT = (FileNotFoundError, PermissionError, IsADirectoryError, NotADirectoryError, FileExistsError)
-#: Words in an error's class name or message that mark throttling or a passing server fault
-#: (S3 ``SlowDown`` / ``503 Slow Down`` / ``InternalError``, GCS ``rateLimitExceeded``, ...).
-_TRANSIENT_WORDS = ("timeout", "timed out", "connection", "disconnected", "payloaderror", "throttl", "slowdown",
-                    "slow down", "reduce your request rate", "service unavailable", "internalerror",
-                    "requesttimeout", "ratelimit", "too many requests", "temporarily unavailable")
 _COPY_CHUNK = 8 << 20
-
-
-def is_transient(exc: BaseException) -> bool:
-    """True for errors worth retrying: connection resets, timeouts, HTTP 5xx / 408 / 429, throttling."""
-    if isinstance(exc, _PERMANENT):
-        return False
-    if isinstance(exc, (ConnectionError, TimeoutError)):
-        return True
-    status = getattr(exc, "status", None) or getattr(exc, "status_code", None)
-    if isinstance(status, int):
-        return status >= 500 or status in (408, 429)
-    if isinstance(exc, OSError) and exc.errno in _TRANSIENT_ERRNOS:
-        return True
-    try:
-        text = f"{type(exc).__name__} {exc}".lower()
-    except Exception:  # noqa: BLE001 - a broken __str__: judge by the class name alone
-        text = type(exc).__name__.lower()
-    return any(word in text for word in _TRANSIENT_WORDS)
-
-
-@dataclass(frozen=True)
-class RetryPolicy:
-    """How transient storage errors are retried: exponential backoff with full jitter.
-
-    Attempt ``i`` (from 0) waits ``uniform(0, min(max_backoff, backoff * 2**i))`` before the next
-    one; it gives up after ``attempts`` tries or once ``deadline`` seconds have passed since the
-    first, whichever comes first. The defaults ride out minutes of S3 ``SlowDown`` or a restarting
-    server, as long training jobs need; tests and interactive tools pass shorter ones.
-    """
-
-    attempts: int = 12
-    backoff: float = 0.5
-    max_backoff: float = 30.0
-    deadline: float = 300.0
-    jitter: bool = True
-
-    def __post_init__(self) -> None:
-        if isinstance(self.attempts, bool) or not isinstance(self.attempts, int) or self.attempts < 1:
-            raise ConfigError(f"retry attempts must be an int >= 1, got {self.attempts!r}")
-        for name in ("backoff", "max_backoff", "deadline"):
-            value = getattr(self, name)
-            if not isinstance(value, (int, float)) or isinstance(value, bool) or value < 0:
-                raise ConfigError(f"retry {name} must be a number >= 0, got {value!r}")
-
-    def delay(self, attempt: int, rng: random.Random | None = None) -> float:
-        """Seconds to wait after failed attempt ``attempt`` (0-based)."""
-        cap = min(self.max_backoff, self.backoff * (2.0 ** min(attempt, 60)))
-        return (rng or random).uniform(0.0, cap) if self.jitter else cap
-
-
-#: A short policy for command-line tools (about 6 s at most), the old fixed budget.
-QUICK_RETRIES = RetryPolicy(attempts=6, backoff=0.2, max_backoff=10.0, deadline=60.0, jitter=False)
-
-
-def with_retries(fn: Callable[[], T], what: str, policy: RetryPolicy = QUICK_RETRIES,
-                 describe_error: Callable[[BaseException], str] = describe) -> T:
-    """Call ``fn``, retrying transient errors under ``policy``; raise :class:`StorageError` at the end.
-
-    ``what`` names the operation for messages (it must carry no credentials); the error text comes
-    from ``describe_error`` (redacted), and the original exception is not chained, since its
-    ``repr`` may hold request headers.
-    """
-    started = time.monotonic()
-    for attempt in range(policy.attempts):
-        failure: str | None = None
-        try:
-            return fn()
-        except Exception as exc:  # noqa: BLE001 - classified just below
-            if not is_transient(exc):
-                raise
-            elapsed = time.monotonic() - started
-            wait = policy.delay(attempt)
-            if attempt + 1 >= policy.attempts or elapsed + wait > policy.deadline:
-                failure = f"{what}: failed after {attempt + 1} attempt(s) in {elapsed:.1f}s: {describe_error(exc)}"
-            else:
-                log.warning("%s: transient error (%s), retry %d/%d in %.1fs",
-                            what, type(exc).__name__, attempt + 1, policy.attempts - 1, wait)
-        if failure is not None:  # raised outside the handler: the original error is not even its context
-            raise StorageError(failure)
-        time.sleep(wait)
-    raise AssertionError("unreachable")
 
 
 _STORAGE_MODULES = ("aiohttp", "botocore", "aiobotocore", "s3fs", "gcsfs", "adlfs", "fsspec", "requests", "urllib3")
@@ -158,16 +66,6 @@ def _fsync_dir(path: str) -> None:
         pass
     finally:
         os.close(fd)
-
-
-def protocol_of(url: str) -> str:
-    """The URL's scheme, lower-case (``"file"`` for a plain path): storage options apply within one."""
-    return url.split("://", 1)[0].lower() if "://" in url else "file"
-
-
-def absolute_url(url: str) -> str:
-    """``url`` itself, or a plain path made absolute (what a manifest may point at)."""
-    return url if "://" in url else os.path.abspath(url)
 
 
 class Store:
@@ -227,7 +125,7 @@ class Store:
             return with_retries(fn, what, self.retry, self._redact.describe)
         except StorageError:
             raise
-        except _PERMANENT as exc:
+        except PERMANENT_ERRORS as exc:
             replacement = type(exc)(f"{what}: {self._redact.describe(exc)}")
         except Exception as exc:  # noqa: BLE001 - e.g. S3's 416 "range not satisfiable": name the object
             replacement = StorageError(f"{what}: {self._redact.describe(exc)}")
@@ -471,13 +369,6 @@ class AtomicWrite:
             self.store._discard(self._tmp)
 
 
-def expand_urls(pattern: str) -> list[str]:
-    """Expand a webdataset-style brace pattern (``shard-{000000..000009}.tar``) into URLs."""
-    from braceexpand import braceexpand  # installed with webdataset
-
-    return list(braceexpand(pattern))
-
-
 # -- fork safety --------------------------------------------------------------------------------
 # fsspec clears its filesystem instance caches in a forked child (e.g. a DataLoader worker). An
 # instance then garbage-collected in the child runs its finalizer, which closes the *parent's*
@@ -499,5 +390,4 @@ if hasattr(os, "register_at_fork"):
     os.register_at_fork(before=_pin_instances_before_fork, after_in_parent=_PINNED_AT_FORK.clear)
 
 
-__all__ = ["AtomicWrite", "QUICK_RETRIES", "RetryPolicy", "Store", "with_retries", "is_transient", "expand_urls",
-           "absolute_url", "protocol_of"]
+__all__ = ["AtomicWrite", "Store"]

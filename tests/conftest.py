@@ -8,7 +8,6 @@ from collections.abc import Iterator
 from types import ModuleType
 
 import pytest
-
 from support import dsutil as _dsutil
 from support import httpserver as _httpserver
 

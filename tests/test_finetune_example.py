@@ -8,10 +8,10 @@ from pathlib import Path
 from types import ModuleType
 
 import pytest
-
-from imagenet_stream.sharding.demo_tree import make_demo_tree
-from imagenet_stream.sharding.coordinator import ShardOptions, shard
 from support.httpserver import serve
+
+from imagenet_stream.sharding.coordinator import ShardOptions, shard
+from imagenet_stream.sharding.demo_tree import make_demo_tree
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "finetune_hosted.py"
 FINAL = re.compile(r"^top-1 (\S+)  top-5 (\S+)  mistake severity (\S+)  hierarchical distance@5 (\S+)$", re.M)

@@ -12,15 +12,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 import webdataset as wds
+from support import hostile, procs
 from torch.utils.data import DataLoader
 
 from imagenet_stream.cli import main
-from imagenet_stream.sharding.check import check_dataset
+from imagenet_stream.format import Manifest, decode_meta, iter_samples
+from imagenet_stream.format.integrity import check_dataset
 from imagenet_stream.sharding.coordinator import ShardOptions, shard
-from imagenet_stream.shards import Manifest, decode_meta, iter_samples
 from imagenet_stream.storage import Store
 from imagenet_stream.streaming import ImageNetStream
-from support import hostile, procs
 
 WNID = "n01440764"
 OTHER = "n01443537"

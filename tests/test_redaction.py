@@ -8,12 +8,13 @@ import logging
 import numpy as np
 import pytest
 
-from imagenet_stream.commands._common import STORAGE_OPTIONS_ENV, parse_storage_options
+from imagenet_stream.commands.cli_support import STORAGE_OPTIONS_ENV, parse_storage_options
 from imagenet_stream.errors import ConfigError, StorageError
 from imagenet_stream.redaction import Redactor, describe, redact
-from imagenet_stream.storage import RetryPolicy, Store
+from imagenet_stream.retry import RetryPolicy
+from imagenet_stream.storage import Store
 from imagenet_stream.streaming.reader import ShardReader
-from imagenet_stream.streaming.sources import manifest_source
+from imagenet_stream.streaming.roots import manifest_source
 
 TOKEN = "tok-9f8e7d6c5b4a39281706"
 SECRET = "sekrit-0a1b2c3d4e5f60718293"

@@ -6,7 +6,8 @@ import errno
 import pytest
 
 from imagenet_stream.errors import StorageError
-from imagenet_stream.storage import RetryPolicy, Store, is_transient, with_retries
+from imagenet_stream.retry import RetryPolicy, is_transient, with_retries
+from imagenet_stream.storage import Store
 from imagenet_stream.streaming.fetch import read_range
 
 

@@ -3,9 +3,10 @@ from __future__ import annotations
 
 import argparse
 
-from ..errors import ImageNetStreamError
-from ._common import STORAGE_OPTIONS_HELP, fail, parse_storage_options
-from ._streaming import stream_epoch
+from imagenet_stream.commands.cli_support import STORAGE_OPTIONS_HELP, fail, parse_storage_options
+from imagenet_stream.commands.epoch_run import stream_epoch
+from imagenet_stream.errors import ImageNetStreamError
+from imagenet_stream.streaming.decoding.presets import PRESETS
 
 HELP = "stream a dataset through a torch DataLoader (decode + crop included) and print images per second"
 
@@ -17,8 +18,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--batch-size", type=int, default=256, metavar="B", help="batch size (default 256)")
     p.add_argument("--batches", type=int, default=None, metavar="K",
                    help="stop after K batches (default: one full epoch of this rank)")
-    p.add_argument("--transform", choices=("train", "eval", "none"), default="train",
-                   help="decode preset (default train: RandomResizedCrop + flip)")
+    presets = "; ".join(f"{name}: {preset.help}" for name, preset in PRESETS.items())
+    p.add_argument("--transform", choices=(*PRESETS, "none"), default="train",
+                   help=f"decode preset: {presets}; none: the whole decoded image (default train)")
     p.add_argument("--size", type=int, default=224, help="output side (default 224)")
     p.add_argument("--epoch", type=int, default=0, help="epoch to stream (default 0)")
     p.add_argument("--cache-dir", default=None, help="local shard cache for remote datasets")
@@ -30,7 +32,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from torch.utils.data import DataLoader
 
-    from ..streaming.dataset import ImageNetStream
+    from imagenet_stream.streaming.dataset import ImageNetStream
 
     if args.workers < 0 or args.batch_size < 1 or (args.batches is not None and args.batches < 1):
         return fail("--workers must be >= 0, --batch-size and --batches >= 1")

@@ -12,13 +12,13 @@ import os
 import time
 from pathlib import Path
 
-from ..errors import ImageNetStreamError
-from ..sharding.demo_tree import DEMO_CLASSES, DemoTree, make_demo_tree
-from ..sharding.coordinator import NothingKeptError, ShardOptions, ShardResult, shard
-from ..sharding.report import format_report
-from ._common import fail
-from ._streaming import stream_epoch
-from .shard import progress_factory
+from imagenet_stream.commands.cli_support import fail
+from imagenet_stream.commands.epoch_run import stream_epoch
+from imagenet_stream.commands.shard import progress_factory
+from imagenet_stream.errors import ImageNetStreamError, NothingKeptError
+from imagenet_stream.sharding.coordinator import ShardOptions, ShardResult, shard
+from imagenet_stream.sharding.demo_tree import DEMO_CLASSES, DemoTree, make_demo_tree
+from imagenet_stream.sharding.report import format_report
 
 HELP = "generate a small synthetic ImageNet-style tree (with real quirks), shard it, print the report"
 
@@ -69,8 +69,8 @@ def stream_shards(args: argparse.Namespace, result: ShardResult, samples: int = 
     """Step 4: one epoch through ``DataLoader(num_workers=2)``; throughput and a few samples' lineage."""
     from torch.utils.data import DataLoader
 
-    from ..hierarchy import Hierarchy
-    from ..streaming.dataset import ImageNetStream
+    from imagenet_stream.hierarchy import Hierarchy
+    from imagenet_stream.streaming.dataset import ImageNetStream
 
     url = str(Path(args.out) / "shards")
     ds = ImageNetStream(url, shuffle=True, seed=args.seed, transform="train", batch_size=args.batch_size,

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import argparse
 
-from ..curation import KEY_REASON, SYNSET_REASON, exclude, read_key_list
-from ..errors import ImageNetStreamError
-from ._common import STORAGE_OPTIONS_HELP, fail, parse_storage_options
+from imagenet_stream.commands.cli_support import STORAGE_OPTIONS_HELP, fail, parse_storage_options
+from imagenet_stream.curation import KEY_REASON, SYNSET_REASON, exclude, read_key_list
+from imagenet_stream.errors import ImageNetStreamError
 
 HELP = "publish a new version of a dataset that excludes synsets or listed samples, without touching a shard"
 

@@ -3,11 +3,12 @@ from __future__ import annotations
 
 import argparse
 
-from ..errors import ImageNetStreamError
-from ..storage import Store, protocol_of
-from ..streaming.classes import resolve_space
-from ..streaming.foreign import build_index
-from ._common import STORAGE_OPTIONS_HELP, fail, parse_storage_options
+from imagenet_stream.commands.cli_support import STORAGE_OPTIONS_HELP, fail, parse_storage_options
+from imagenet_stream.errors import ImageNetStreamError
+from imagenet_stream.storage import Store
+from imagenet_stream.streaming.classes import resolve_space
+from imagenet_stream.streaming.foreign import build_index
+from imagenet_stream.urls import protocol_of
 
 HELP = ("index foreign webdataset shards (brace URL or one .tar) in one pass: DIR then streams them "
         "without re-reading a shard to start")

@@ -4,12 +4,12 @@ from __future__ import annotations
 import argparse
 import sys
 
-from ..errors import ImageNetStreamError
-from ..sharding.check import check_dataset
-from ..sharding.report import format_size
-from ..shards import Manifest
-from ..storage import Store
-from ._common import STORAGE_OPTIONS_HELP, fail, parse_storage_options
+from imagenet_stream.commands.cli_support import STORAGE_OPTIONS_HELP, fail, parse_storage_options
+from imagenet_stream.errors import ImageNetStreamError
+from imagenet_stream.format import Manifest
+from imagenet_stream.format.integrity import check_dataset
+from imagenet_stream.sharding.report import format_size
+from imagenet_stream.storage import Store
 
 HELP = "print a dataset's manifest summary; --verify re-hashes every shard and checks every offset"
 TOP_CLASSES = 10
@@ -28,7 +28,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def _wordnet_names() -> dict[str, str] | None:
     """wnid → first WordNet lemma, when the hierarchy data can be loaded."""
     try:
-        from ..hierarchy.graph import load_graph
+        from imagenet_stream.hierarchy.graph import load_graph
 
         graph = load_graph()
     except Exception:  # noqa: BLE001 - names are a nicety; the summary works without them

@@ -6,13 +6,13 @@ import os
 import sys
 from typing import Any
 
-from ..curation.registry import read_registry
-from ..errors import ConfigError, ImageNetStreamError
-from ..sharding.backends import BACKENDS
-from ..sharding.coordinator import NothingKeptError, ShardOptions, ShardResult, shard, status
-from ..sharding.report import format_report
-from ..sharding.verify import DEFAULT_MAX_IMAGE_BYTES
-from ._common import STORAGE_OPTIONS_HELP, fail, parse_storage_options
+from imagenet_stream.commands.cli_support import STORAGE_OPTIONS_HELP, fail, parse_storage_options
+from imagenet_stream.curation.registry import read_registry
+from imagenet_stream.errors import ConfigError, ImageNetStreamError, NothingKeptError
+from imagenet_stream.sharding.backends import BACKENDS
+from imagenet_stream.sharding.coordinator import ShardOptions, ShardResult, shard, status
+from imagenet_stream.sharding.report import format_report
+from imagenet_stream.sharding.verify_image import DEFAULT_MAX_IMAGE_BYTES
 
 HELP = "shard ImageNet (folders, tars of tars, val folder + labels, CSV/JSONL lists) into class-mixed tars"
 

@@ -14,10 +14,10 @@ import re
 from dataclasses import dataclass, field
 
 from imagenet_stream.errors import ConfigError
-from imagenet_stream.sharding.records import REGISTRY_REASON
 
 DEFAULT_REASON = "opt_out"
-_REASON = REGISTRY_REASON
+#: What a registry's reason may be (besides the sharder's own reject reasons): a word such as ``takedown``.
+REGISTRY_REASON = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
 _SHA256 = re.compile(r"^sha256:([0-9a-fA-F]{64})$")
 
 
@@ -39,7 +39,7 @@ class Registry:
 
 def parse_registry(text: str, default_reason: str = DEFAULT_REASON, where: str = "registry") -> Registry:
     """Parse a registry's text (module docstring); ConfigError names the first bad line."""
-    if not _REASON.match(default_reason):
+    if not REGISTRY_REASON.match(default_reason):
         raise ConfigError(f"a reason is a word such as opt_out, got {default_reason[:40]!r}")
     keys: dict[str, str] = {}
     digests: dict[str, str] = {}
@@ -52,7 +52,7 @@ def parse_registry(text: str, default_reason: str = DEFAULT_REASON, where: str =
         if not entry or any(c.isspace() for c in entry):
             raise ConfigError(f"{where} line {number}: expected KEY or sha256:HEX, optionally TAB REASON, "
                               f"got {line[:80]!r}")
-        if not _REASON.match(reason):
+        if not REGISTRY_REASON.match(reason):
             raise ConfigError(f"{where} line {number}: a reason is a word such as opt_out, got {reason[:40]!r}")
         match = _SHA256.match(entry)
         if match:
@@ -72,4 +72,4 @@ def read_registry(path: str, default_reason: str = DEFAULT_REASON) -> Registry:
         raise ConfigError(f"cannot read the registry {path}: {exc}") from None
 
 
-__all__ = ["DEFAULT_REASON", "Registry", "parse_registry", "read_registry"]
+__all__ = ["DEFAULT_REASON", "REGISTRY_REASON", "Registry", "parse_registry", "read_registry"]

@@ -6,29 +6,29 @@ first use, so ``import imagenet_stream.hierarchy`` stays torch-free. See docs/HI
 """
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from .graph import WordNetGraph, load_graph
-from .hierarchy import Hierarchy
-from .spaces import STANDARD_SPACES, ClassSpace, choose_space, is_known_wnid, load_space, standard_space
-from .tree import SpaceTables, build_tables
+from imagenet_stream._lazy import lazy_exports
+from imagenet_stream.hierarchy.class_hierarchy import Hierarchy
+from imagenet_stream.hierarchy.graph import WordNetGraph, load_graph
+from imagenet_stream.hierarchy.spaces import (
+    STANDARD_SPACES,
+    ClassSpace,
+    choose_space,
+    is_known_wnid,
+    load_space,
+    standard_space,
+)
+from imagenet_stream.hierarchy.tree import SpaceTables, build_tables
 
 if TYPE_CHECKING:
-    from . import losses, metrics
-    from .targets import HierarchicalTargets
+    from imagenet_stream.hierarchy import losses, metrics
+    from imagenet_stream.hierarchy.targets import HierarchicalTargets
 
 __all__ = ["STANDARD_SPACES", "ClassSpace", "HierarchicalTargets", "Hierarchy", "SpaceTables", "WordNetGraph",
            "build_tables", "choose_space", "is_known_wnid", "load_graph", "load_space", "losses", "metrics",
            "standard_space"]
 
-_LAZY = {"HierarchicalTargets": ("targets", "HierarchicalTargets"), "losses": ("losses", None),
-         "metrics": ("metrics", None)}
-
-
-def __getattr__(name: str) -> Any:
-    if name not in _LAZY:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    module_name, attribute = _LAZY[name]
-    module = importlib.import_module(f".{module_name}", __name__)
-    return module if attribute is None else getattr(module, attribute)
+__getattr__ = lazy_exports(__name__, {"HierarchicalTargets": "imagenet_stream.hierarchy.targets",
+                                       "losses": "imagenet_stream.hierarchy.losses",
+                                       "metrics": "imagenet_stream.hierarchy.metrics"})

@@ -24,7 +24,7 @@ from importlib import resources
 import msgpack
 import numpy as np
 
-from ..errors import ImageNetStreamError
+from imagenet_stream.errors import ImageNetStreamError
 
 log = logging.getLogger(__name__)
 

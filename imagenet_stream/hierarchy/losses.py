@@ -16,8 +16,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..errors import ConfigError
-from .targets import HierarchicalTargets
+from imagenet_stream.errors import ConfigError
+from imagenet_stream.hierarchy.targets import HierarchicalTargets
 
 
 class SoftLabelLoss(nn.Module):

@@ -17,9 +17,9 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
-from ..errors import ConfigError
-from .hierarchy import Hierarchy
-from .targets import HierarchicalTargets
+from imagenet_stream.errors import ConfigError
+from imagenet_stream.hierarchy.class_hierarchy import Hierarchy
+from imagenet_stream.hierarchy.targets import HierarchicalTargets
 
 
 def topk_accuracy(logits: Tensor, idx: Tensor, ks: Sequence[int] = (1, 5)) -> dict[int, float]:

@@ -20,9 +20,9 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 
-from ..errors import SourceError
-from ..shards.manifest import wnids_sha256
-from .graph import load_graph
+from imagenet_stream.errors import SourceError
+from imagenet_stream.format.manifest import wnids_sha256
+from imagenet_stream.hierarchy.graph import load_graph
 
 STANDARD_SPACES = ("in1k", "in21k", "in22k")
 CUSTOM_PREFIX = "custom:"
@@ -90,7 +90,7 @@ class ClassSpace:
 
     @property
     def sha256(self) -> str:
-        """``imagenet_stream.shards.wnids_sha256(self.wnids)``, the checksum recorded in manifests."""
+        """``imagenet_stream.format.wnids_sha256(self.wnids)``, the checksum recorded in manifests."""
         return self._sha256
 
     @property

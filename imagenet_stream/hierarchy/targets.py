@@ -12,8 +12,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from ..errors import ConfigError
-from .hierarchy import Hierarchy
+from imagenet_stream.errors import ConfigError
+from imagenet_stream.hierarchy.class_hierarchy import Hierarchy
 
 
 class HierarchicalTargets(nn.Module):

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .graph import WordNetGraph
+from imagenet_stream.hierarchy.graph import WordNetGraph
 
 #: the semantic-softmax level weight cap of Ridnik et al. 2021 (``max_normalization_factor``)
 LEVEL_WEIGHT_CAP = 20.0

@@ -3,7 +3,7 @@
 One run, from any state of ``--out``:
 
 1. **Listing** (:mod:`.listing`, :mod:`.sources`): every source image as a locator, persisted in the
-   work area (:mod:`.work`) so a resumed run, on this machine or another, does not list again.
+   work area (:mod:`.run_state`) so a resumed run, on this machine or another, does not list again.
 2. **Plan** (:mod:`.plan`): from ``(listing, seed, options)`` alone, every record's shard and
    position; its hash names the run's done-markers.
 3. **Tasks** (:mod:`.task`) for the shards without a done-marker of this plan, on the ``local``
@@ -32,21 +32,27 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from .. import __version__
-from ..curation.registry import Registry
-from ..errors import ConfigError, SourceError
-from ..hierarchy import ClassSpace, choose_space, load_space
-from ..shards import EXCLUSIONS_NAME, LABELS_NAME, MANIFEST_NAME, REPORT_NAME, Manifest, shard_name
-from ..storage import Store
-from .backends import BACKENDS, make_backend
-from .finalize import ManifestFields, PlanFacts, finalize
-from .listing import Listing, ListingWriter
-from .plan import PLAN_ALGORITHM, ShardPlan, make_plan
-from .report import MAX_EXAMPLES
-from .sources import ListingContext, Source, open_sources
-from .task import RunConfig, ShardOutcome, ShardTask
-from .verify import DEFAULT_MAX_IMAGE_BYTES, VerifyConfig
-from .work import LISTING_PREFIX, STAGING, RunState, WorkArea
+from imagenet_stream import __version__
+from imagenet_stream.errors import ConfigError, SourceError
+from imagenet_stream.format import (
+    EXCLUSIONS_NAME,
+    LABELS_NAME,
+    MANIFEST_NAME,
+    REPORT_NAME,
+    Manifest,
+    shard_name,
+)
+from imagenet_stream.hierarchy import ClassSpace, choose_space, load_space
+from imagenet_stream.sharding.backends import make_backend
+from imagenet_stream.sharding.finalize import ManifestFields, PlanFacts, finalize
+from imagenet_stream.sharding.listing import Listing, ListingWriter
+from imagenet_stream.sharding.options import ShardOptions
+from imagenet_stream.sharding.plan import PLAN_ALGORITHM, ShardPlan, make_plan
+from imagenet_stream.sharding.report import MAX_EXAMPLES
+from imagenet_stream.sharding.run_state import LISTING_PREFIX, STAGING, RunState, WorkArea
+from imagenet_stream.sharding.sources import ListingContext, Source, open_sources
+from imagenet_stream.sharding.task import RunConfig, ShardOutcome, ShardTask
+from imagenet_stream.storage import Store
 
 log = logging.getLogger(__name__)
 
@@ -66,104 +72,12 @@ ProgressFactory = Callable[[str, int | None, int], Progress]
 
 
 @dataclasses.dataclass(frozen=True)
-class ShardOptions:
-    """Everything ``imagenet-stream shard`` can be told, minus the sources."""
-
-    out: str
-    storage_options: Mapping[str, Any] | None = None
-    source_storage_options: Mapping[str, Any] | None = None   # None: the same as storage_options
-    classes: str | None = None              # "in1k" | "in21k" | "in22k" | path; None: choose_space
-    seed: int = 0
-    shard_size: int = 1000
-    max_shard_bytes: int = 1 << 30
-    workers: int = 0                        # 0 or 1: shard in this process
-    backend: str = "local"
-    ray_address: str | None = None
-    min_size: int = 8
-    max_image_bytes: int = DEFAULT_MAX_IMAGE_BYTES  # larger source files are rejected unread
-    resize_short_side: int | None = None
-    quality: int = 90
-    name: str = "imagenet"
-    version: str = "1"
-    prefix: str = "train"
-    tmp_dir: str | None = None              # local scratch: the listing's text, dedup buckets
-    staging: str | None = None              # where compressed sources are staged (default: OUT's work area)
-    keep_staging: bool = False
-    overwrite: bool = False
-    mtime: int | None = None                # tar mtime; None: $SOURCE_DATE_EPOCH, else 0
-    full_decode: bool = False               # verify unchanged JPEGs at full size, not by a 1/8-scale decode
-    io_threads: int = 8                     # per task: concurrent source reads
-    index_threads: int = 8                  # remote tars: inner tars indexed at once
-    task_retries: int = 2
-    keep_metadata: bool = False             # store JPEGs with their EXIF/GPS/XMP/comments (default: stripped)
-    opt_out: Registry | None = None         # keys / source sha256 rejected with their reasons (--opt-out)
-    terms: str | None = None                # the dataset's terms of use (index.json extra.terms)
-    licence: str | None = None              # the images' licence (index.json extra.licence)
-
-    def __post_init__(self) -> None:
-        if self.workers < 0:
-            raise ConfigError(f"workers must be >= 0, got {self.workers}")
-        if self.backend not in BACKENDS:
-            raise ConfigError(f"backend must be one of {', '.join(BACKENDS)}, got {self.backend!r}")
-        self.verify_config(None)  # validates min_size, max_image_bytes, resize_short_side, quality
-        if self.seed < 0:
-            raise ConfigError(f"seed must be >= 0, got {self.seed}")
-        if not self.name or not self.version:
-            raise ConfigError(f"dataset name and version must be non-empty, got {self.name!r} / {self.version!r}")
-        if self.io_threads < 1 or self.index_threads < 1:
-            raise ConfigError("io_threads and index_threads must be >= 1")
-        if not re.match(r"^[A-Za-z0-9_-]+$", self.prefix or ""):
-            raise ConfigError(f"prefix must match [A-Za-z0-9_-]+ (shards are PREFIX-NNNNNN.tar), got {self.prefix!r}")
-        if self.shard_size < 1:
-            raise ConfigError(f"shard_size must be >= 1, got {self.shard_size}")
-        if self.max_shard_bytes < MIN_SHARD_BYTES:
-            raise ConfigError(f"max_shard_bytes must be >= {MIN_SHARD_BYTES}, got {self.max_shard_bytes}")
-
-    def verify_config(self, allowed: Sequence[str] | None) -> VerifyConfig:
-        """The per-image verify settings, restricted to ``allowed`` wnids when given."""
-        return VerifyConfig(min_size=self.min_size, max_image_bytes=self.max_image_bytes,
-                            resize_short_side=self.resize_short_side, quality=self.quality,
-                            allowed_wnids=frozenset(allowed) if allowed is not None else None,
-                            full_decode=self.full_decode, strip_metadata=not self.keep_metadata,
-                            opt_out=self.opt_out)
-
-    @property
-    def tar_mtime(self) -> int:
-        if self.mtime is not None:
-            return int(self.mtime)
-        raw = os.environ.get("SOURCE_DATE_EPOCH", "").strip()
-        try:
-            return int(raw) if raw else 0
-        except ValueError:
-            raise ConfigError(f"SOURCE_DATE_EPOCH must be an integer, got {raw!r}") from None
-
-    def output_key(self) -> dict[str, Any]:
-        """The options that change what is written (never workers, backend, threads or credentials)."""
-        return {"classes": self.classes, "seed": self.seed, "shard_size": self.shard_size,
-                "max_shard_bytes": self.max_shard_bytes, "min_size": self.min_size,
-                "max_image_bytes": self.max_image_bytes, "resize_short_side": self.resize_short_side,
-                "quality": self.quality, "full_decode": self.full_decode, "keep_metadata": self.keep_metadata,
-                "opt_out": self.opt_out.digest() if self.opt_out else None,
-                "name": self.name,
-                "version": self.version, "prefix": self.prefix, "mtime": self.tar_mtime,
-                "tool": __version__, "plan_algorithm": PLAN_ALGORITHM}
-
-
-@dataclasses.dataclass(frozen=True)
 class ShardResult:
     manifest: Manifest
     report: dict[str, Any]
     seconds: float = 0.0
     resumed_shards: int = 0          # shards found done (not redone) when the run started
     already_complete: bool = False
-
-
-class NothingKeptError(SourceError):
-    """Every image was rejected; ``report`` says why (``report.json`` is written, ``index.json`` not)."""
-
-    def __init__(self, message: str, report: dict[str, Any]) -> None:
-        super().__init__(message)
-        self.report = report
 
 
 def shard(specs: Sequence[str], options: ShardOptions, labels: str | None = None,
@@ -181,7 +95,6 @@ def _utc_iso(timestamp: float) -> str:
 
 _TEMP_RE = re.compile(r"\.tmp-[0-9a-f]{12}$")
 #: A shard tar is padded to whole 10 KiB records: no smaller limit can hold anything.
-MIN_SHARD_BYTES = 20 * 512
 
 
 class Run:
@@ -419,4 +332,4 @@ def status(out: str, storage_options: Mapping[str, Any] | None = None) -> dict[s
             "records": state.num_records, "started": _utc_iso(state.created)}
 
 
-__all__ = ["NothingKeptError", "ProgressFactory", "Run", "ShardOptions", "ShardResult", "shard", "status"]
+__all__ = ["ProgressFactory", "Run", "ShardOptions", "ShardResult", "shard", "status"]

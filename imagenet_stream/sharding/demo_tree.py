@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..synthetic import make_jpeg, make_png, truncated
+from imagenet_stream.synthetic import make_jpeg, make_png, truncated
 
 #: (wnid, name): every one a fall11 synset. Non-leaf classes (dog, domestic cat, bird, car) sit next
 #: to their own descendants, as in ImageNet-21k.

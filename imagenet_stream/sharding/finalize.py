@@ -21,15 +21,26 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import ManifestError
-from ..shards import (EXCLUSIONS_NAME, LABELS_NAME, MANIFEST_NAME, REPORT_NAME, ClassesInfo, ExclusionsEntry,
-                      LabelsEntry, Manifest, ShardEntry, index_name, shard_name)
-from ..shards.overlay import encode_exclusions
-from ..storage import Store
-from .dedup import DuplicateFinder
-from .markers import Marker, marker_name
-from .records import REJECT_REASONS
-from .report import MAX_EXAMPLES
+from imagenet_stream.errors import ManifestError, NothingKeptError
+from imagenet_stream.format import (
+    EXCLUSIONS_NAME,
+    LABELS_NAME,
+    MANIFEST_NAME,
+    REPORT_NAME,
+    ClassesInfo,
+    ExclusionsEntry,
+    LabelsEntry,
+    Manifest,
+    ShardEntry,
+    index_name,
+    shard_name,
+)
+from imagenet_stream.format.overlay import encode_exclusions
+from imagenet_stream.sharding.dedup import DuplicateFinder
+from imagenet_stream.sharding.markers import Marker, marker_name
+from imagenet_stream.sharding.records import REJECT_REASONS
+from imagenet_stream.sharding.report import MAX_EXAMPLES
+from imagenet_stream.storage import Store
 
 log = logging.getLogger(__name__)
 
@@ -143,7 +154,6 @@ def finalize(store: Store, *, done_folder: str, prefix: str, num_shards: int, pl
                      rejected=rejected, examples=examples, fixes=fixes, shards=shards)
     if not shards or num_samples == int(duplicate_ids.size):
         store.write_atomic(REPORT_NAME, json.dumps(report, indent=2).encode())
-        from .coordinator import NothingKeptError
 
         raise NothingKeptError(f"no image was kept out of {seen}; see {store.url_of(REPORT_NAME)}", report)
     labels_entry = LabelsEntry(LABELS_NAME, dtype, labels_bytes, labels_sha.hexdigest())

@@ -24,9 +24,9 @@ from dataclasses import dataclass
 import msgpack
 import numpy as np
 
-from ..errors import SourceError
-from ..storage import Store
-from .plan import key_hash
+from imagenet_stream.errors import SourceError
+from imagenet_stream.sharding.plan import key_hash
+from imagenet_stream.storage import Store
 
 #: ``Container.kind``: a folder whose records are files (``url/name``), a tar whose records are ranges,
 #: or the stand-in for images a damaged inner tar hid (its ``url`` is the damage; verify rejects it).

@@ -15,7 +15,7 @@ from typing import Any
 import msgpack
 import numpy as np
 
-from ..errors import ManifestError
+from imagenet_stream.errors import ManifestError
 
 MARKER_FORMAT = 1
 DONE_FOLDER = "done"

@@ -22,8 +22,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..errors import ConfigError
-from ..shards import dedupe_key
+from imagenet_stream.errors import ConfigError
+from imagenet_stream.format import dedupe_key
 
 #: Bumped whenever the algorithm changes, so old markers are never mistaken for the new plan.
 PLAN_ALGORITHM = 1

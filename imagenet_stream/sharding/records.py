@@ -2,8 +2,9 @@
 from __future__ import annotations
 
 import os
-import re
 from dataclasses import dataclass, field
+
+from imagenet_stream.curation.registry import REGISTRY_REASON
 
 #: Reasons a record is not written. Every rejected record carries exactly one of these.
 REJECT_REASONS = (
@@ -18,8 +19,6 @@ REJECT_REASONS = (
     "duplicate",            # same bytes (sha256) as an image already kept
     "malformed_jpeg",       # decodes, but its marker stream cannot be parsed to strip its metadata
 )
-#: Besides REJECT_REASONS: the reasons of opt-out registries (``--opt-out``), words such as ``takedown``.
-REGISTRY_REASON = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
 
 
 @dataclass(frozen=True)

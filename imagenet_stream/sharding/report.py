@@ -5,14 +5,9 @@ same plan, resumed or not; how long a run took is the CLI's to print, not the re
 """
 from __future__ import annotations
 
-import json
 from typing import Any
 
 MAX_EXAMPLES = 10
-
-
-def report_json(report: dict[str, Any]) -> bytes:
-    return json.dumps(report, indent=2).encode("utf-8")
 
 
 def format_report(report: dict[str, Any], seconds: float | None = None) -> str:

@@ -17,6 +17,7 @@ The unit every backend runs (a local process pool, a Ray cluster): a pure functi
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import os
 import queue
@@ -29,15 +30,15 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import ImageNetStreamError
-from ..redaction import describe
-from ..shards import Sample, ShardWriter, WrittenShard, index_name, shard_name
-from ..storage import AtomicWrite, Store
-from .listing import DAMAGED, FOLDER, UNKNOWN_SIZE, Container, Record
-from .markers import Marker, marker_name
-from .records import FailedRecord, Rejected, SourceRecord, Verified
-from .report import MAX_EXAMPLES
-from .verify import VerifyConfig, verify_record
+from imagenet_stream.errors import ImageNetStreamError
+from imagenet_stream.format import Sample, ShardWriter, WrittenShard, index_name, shard_name
+from imagenet_stream.redaction import describe
+from imagenet_stream.sharding.listing import DAMAGED, FOLDER, UNKNOWN_SIZE, Container, Record
+from imagenet_stream.sharding.markers import Marker, marker_name
+from imagenet_stream.sharding.records import FailedRecord, Rejected, SourceRecord, Verified
+from imagenet_stream.sharding.report import MAX_EXAMPLES
+from imagenet_stream.sharding.verify_image import VerifyConfig, verify_record
+from imagenet_stream.storage import AtomicWrite, Store
 
 log = logging.getLogger(__name__)
 
@@ -88,17 +89,25 @@ class ShardOutcome:
 
 
 # -- per-process resources ------------------------------------------------------------------------
-_STORES: dict[tuple[str, int], Store] = {}
+_STORES: OrderedDict[tuple[str, str], Store] = OrderedDict()
+_STORES_KEPT = 16   # a run reads from a few source folders and writes one output: 16 is plenty
+_STORES_LOCK = threading.Lock()
 _FILES: OrderedDict[str, Any] = OrderedDict()
 _FILES_LOCK = threading.Lock()
 
 
 def _store(url: str, options: Mapping[str, Any] | None) -> Store:
-    key = (url, id(options))
-    found = _STORES.get(key)
-    if found is None:
-        found = _STORES[key] = Store(url, options)
-    return found
+    """This process's :class:`Store` of ``url`` with ``options``, reused by value (an LRU of a few)."""
+    key = (url, json.dumps(options or {}, sort_keys=True, default=repr))
+    with _STORES_LOCK:
+        found = _STORES.get(key)
+        if found is None:
+            found = _STORES[key] = Store(url, options)
+            while len(_STORES) > _STORES_KEPT:
+                _STORES.popitem(last=False)
+        else:
+            _STORES.move_to_end(key)
+        return found
 
 
 def _parent(url: str) -> tuple[str, str]:

@@ -4,13 +4,12 @@ Names are imported lazily so that ``imagenet_stream.streaming.plan`` (pure, no t
 """
 from __future__ import annotations
 
-from importlib import import_module
-from typing import Any
+from imagenet_stream._lazy import lazy_exports
 
 _EXPORTS = {
     "ImageNetStream": "imagenet_stream.streaming.dataset",
     "Stream": "imagenet_stream.streaming.mixture",
-    "ClassSampling": "imagenet_stream.streaming.mixture",
+    "ClassSampling": "imagenet_stream.streaming.sampling",
     "merge_rank_states": "imagenet_stream.streaming.resume",
     "build_index": "imagenet_stream.streaming.foreign",
     "ShardCache": "imagenet_stream.streaming.cache",
@@ -18,22 +17,17 @@ _EXPORTS = {
     "ShardInfo": "imagenet_stream.streaming.reader",
     "ClassSubset": "imagenet_stream.streaming.classes",
     "resolve_classes": "imagenet_stream.streaming.classes",
-    "detect_world": "imagenet_stream.streaming.detect",
-    "COUNTERS": "imagenet_stream.streaming.shared",
-    "TrainTransform": "imagenet_stream.streaming.decode",
-    "EvalTransform": "imagenet_stream.streaming.decode",
-    "PILTransform": "imagenet_stream.streaming.decode",
-    "RawTransform": "imagenet_stream.streaming.decode",
-    "build_transform": "imagenet_stream.streaming.decode",
+    "detect_world": "imagenet_stream.streaming.launch_env",
+    "COUNTERS": "imagenet_stream.streaming.shared_state",
+    "TrainTransform": "imagenet_stream.streaming.decoding.transforms",
+    "EvalTransform": "imagenet_stream.streaming.decoding.transforms",
+    "PILTransform": "imagenet_stream.streaming.decoding.transforms",
+    "RawTransform": "imagenet_stream.streaming.decoding.transforms",
+    "build_transform": "imagenet_stream.streaming.decoding.presets",
     "normalize": "imagenet_stream.streaming.device",
     "CudaPrefetcher": "imagenet_stream.streaming.device",
 }
 
 __all__ = sorted(_EXPORTS)
 
-
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(import_module(module), name)
+__getattr__ = lazy_exports(__name__, _EXPORTS)

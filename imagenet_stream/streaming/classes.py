@@ -24,7 +24,14 @@ from dataclasses import dataclass
 import numpy as np
 
 from imagenet_stream.errors import ConfigError, SourceError
-from imagenet_stream.hierarchy import STANDARD_SPACES, ClassSpace, Hierarchy, load_graph, load_space, standard_space
+from imagenet_stream.hierarchy import (
+    STANDARD_SPACES,
+    ClassSpace,
+    Hierarchy,
+    load_graph,
+    load_space,
+    standard_space,
+)
 from imagenet_stream.hierarchy.spaces import is_wnid
 
 log = logging.getLogger(__name__)

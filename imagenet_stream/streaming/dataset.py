@@ -9,7 +9,7 @@ How an epoch is made (see :mod:`imagenet_stream.streaming.plan`):
 2. rank ``r`` of ``R`` takes batch ``t`` = order positions ``P + (t*R + r)*B + [0, B)``, DataLoader
    worker ``w`` of ``W`` the batches ``t ≡ w (mod W)``;
 3. each batch is read with a few ranged requests, decoded, and any unusable sample replaced by a
-   substitute (:mod:`.passes`), so every rank yields exactly ``len(ds)`` samples.
+   substitute (:mod:`.epoch_pass`), so every rank yields exactly ``len(ds)`` samples.
 
 The resume state is the number of order positions the world has consumed: after ``k`` batches it
 is ``P + k*R*B`` on every rank (DDP ranks advance in lockstep), so each rank computes it without
@@ -18,14 +18,13 @@ gathering, and it resumes the rest of the epoch in any world ``(R', W', B')``.
 ``__init__`` reads each source's ``index.json`` (plus ``labels.bin`` when classes are selected or
 balanced, and the exclusion overlay); rank, world size and worker are detected in ``__iter__``, in
 the process that iterates. ``set_epoch``, ``load_state_dict`` and ``stats`` reach DataLoader
-workers, persistent ones too, through shared memory (:mod:`.shared`); per-process objects (stores,
-reader, plans) live in a :class:`~.process.ProcessLocal`.
+workers, persistent ones too, through shared memory (:mod:`.shared_state`); per-process objects (stores,
+reader, plans) live in a :class:`~.process_local.ProcessLocal`.
 """
 from __future__ import annotations
 
 import hashlib
 import logging
-import math
 import os
 from collections import OrderedDict
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -36,40 +35,40 @@ import numpy as np
 from torch.utils.data import IterableDataset, get_worker_info
 
 from imagenet_stream.errors import ConfigError, PlanError
-from imagenet_stream.shards.overlay import load_exclusions
-from imagenet_stream.storage import RetryPolicy, Store, protocol_of
+from imagenet_stream.format.overlay import load_exclusions
+from imagenet_stream.retry import RetryPolicy
+from imagenet_stream.storage import Store
 from imagenet_stream.streaming.cache import ShardCache
 from imagenet_stream.streaming.classes import resolve_space
-from imagenet_stream.streaming.decode import build_transform
-from imagenet_stream.streaming.detect import detect_rank_world, detect_world
+from imagenet_stream.streaming.decoding.presets import build_transform
+from imagenet_stream.streaming.epoch_pass import DECODE_ERRORS, EpochView, WorkerPass
 from imagenet_stream.streaming.foreign import cached_index
-from imagenet_stream.streaming.mixture import (ClassSampling, Mixture, Stream, build_mixture, normalize_streams,
-                                               parse_sampling)
-from imagenet_stream.streaming.passes import DECODE_ERRORS, EpochView, WorkerPass
+from imagenet_stream.streaming.launch_env import detect_rank_world, detect_world
+from imagenet_stream.streaming.mixture import Mixture, Stream, build_mixture, normalize_streams
+from imagenet_stream.streaming.options import DEFAULT_INDEX_DIR, StreamOptions, int_option
 from imagenet_stream.streaming.plan import OrderSpec, RankPlan
-from imagenet_stream.streaming.process import ProcessLocal
+from imagenet_stream.streaming.process_local import ProcessLocal
 from imagenet_stream.streaming.reader import DEFAULT_INDEX_CACHE, DEFAULT_MERGE_GAP, ShardReader
-from imagenet_stream.streaming.resume import (ITERATOR_FORMAT, RANK_FORMAT, check_config, merge_rank_states,
-                                              rank_state)
-from imagenet_stream.streaming.shared import Counter, SharedState, slot_for_worker
-from imagenet_stream.streaming.sources import Source, is_shard_url, labels_per_shard, manifest_source, root_of
+from imagenet_stream.streaming.resume import (
+    ITERATOR_FORMAT,
+    RANK_FORMAT,
+    check_config,
+    merge_rank_states,
+    rank_state,
+)
+from imagenet_stream.streaming.roots import Source, is_shard_url, labels_per_shard, manifest_source, root_of
+from imagenet_stream.streaming.sampling import ClassSampling
+from imagenet_stream.streaming.shared_state import Counter, SharedState, slot_for_worker
+from imagenet_stream.urls import protocol_of
 
 log = logging.getLogger(__name__)
 
-#: Where indexes of foreign shards are kept by default (``$IMAGENET_STREAM_CACHE`` overrides it).
-DEFAULT_INDEX_DIR = "~/.cache/imagenet-stream"
 _VIEWS_KEPT = 2
-
-
-def _int_option(name: str, value: object, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
-        raise ConfigError(f"{name} must be an int >= {minimum}, got {value!r}")
-    return int(value)
 
 
 @dataclass
 class _Here:
-    """This process's objects (see :mod:`.process`)."""
+    """This process's objects (see :mod:`.process_local`)."""
 
     reader: ShardReader
     counter: Counter
@@ -115,7 +114,7 @@ class ImageNetStream(IterableDataset):
             ``B / chunk`` ranged requests. Smaller mixes more finely, at more requests.
         storage_options: fsspec options (credentials) for the URLs; never logged.
         retry: how transient storage errors (S3 ``SlowDown``, 5xx, 429, resets, timeouts) are retried:
-            a :class:`~imagenet_stream.storage.RetryPolicy`; the default rides out minutes of them.
+            a :class:`~imagenet_stream.retry.RetryPolicy`; the default rides out minutes of them.
         cache_dir, cache_limit: a local LRU cache of whole remote shards (bytes); local data bypass it.
         index_dir: where foreign shards' indexes are kept (default ``$IMAGENET_STREAM_CACHE`` or
             ``~/.cache/imagenet-stream``); the first run builds one in a pass over the shards.
@@ -130,7 +129,7 @@ class ImageNetStream(IterableDataset):
 
     Notes:
         * ``len(ds)`` is what this rank yields this epoch (after a loaded resume: the rest of it),
-          exactly: unusable samples are replaced (see :mod:`imagenet_stream.streaming.passes`).
+          exactly: unusable samples are replaced (see :mod:`imagenet_stream.streaming.epoch_pass`).
         * :meth:`stats` sums the counters of the main process and of all DataLoader workers of this
           dataset object (one rank; gather across ranks yourself).
     """
@@ -147,42 +146,30 @@ class ImageNetStream(IterableDataset):
                  partial: str = "drop", shuffle_window: int = 64, chunk: int = 16, prefetch: int | None = None,
                  merge_gap: int = DEFAULT_MERGE_GAP, index_cache_bytes: int = DEFAULT_INDEX_CACHE) -> None:
         super().__init__()
-        if partial not in ("drop", "pad"):
-            raise ConfigError(f"partial must be 'drop' or 'pad', got {partial!r}")
-        if retry is not None and not isinstance(retry, RetryPolicy):
-            raise ConfigError(f"retry must be a RetryPolicy, got {retry!r}")
-        self.shuffle = bool(shuffle)
-        self.seed = _int_option("seed", seed, 0)
-        self.batch_size = _int_option("batch_size", batch_size, 1)
-        self.shuffle_window = _int_option("shuffle_window", shuffle_window, 1)
-        self.chunk = _int_option("chunk", chunk, 1)
-        self.prefetch = (max(8, 2 * math.ceil(self.batch_size / self.chunk)) if prefetch is None
-                         else _int_option("prefetch", prefetch, 1))
-        self.merge_gap = _int_option("merge_gap", merge_gap, 0)
-        self.index_cache_bytes = _int_option("index_cache_bytes", index_cache_bytes, 0)
-        self.partial = partial
-        self.return_keys = bool(return_keys)
-        self.retry = retry or RetryPolicy()
-        self._transform = build_transform(transform, size)
-        self._cache = ShardCache(cache_dir, cache_limit) if cache_dir is not None else None
+        self.options = o = StreamOptions(
+            shuffle=shuffle, seed=seed, transform=transform, size=size, batch_size=batch_size,
+            return_keys=return_keys, classes=classes, classes_in=classes_in, sampling=sampling,
+            epoch_size=epoch_size, replacement=replacement, storage_options=storage_options, retry=retry,
+            cache_dir=cache_dir, cache_limit=cache_limit, index_dir=index_dir, partial=partial,
+            shuffle_window=shuffle_window, chunk=chunk, prefetch=prefetch, merge_gap=merge_gap,
+            index_cache_bytes=index_cache_bytes)
+        self._transform = build_transform(o.transform, o.size)
+        self._cache = ShardCache(o.cache_dir, o.cache_limit) if o.cache_dir is not None else None
         self._shared = SharedState()
         self._local: ProcessLocal[_Here] = ProcessLocal()
         self._pending_iter: dict[str, Any] | None = None   # from load_state_dict(iterator state)
         self._logged: set[str] = set()
         self._parent_world: tuple[int, int] | None = None  # (rank, world_size) of the pickling process
 
-        self._streams, mix_weights = normalize_streams(url, streams, weights, classes_in, storage_options)
+        self._streams, mix_weights = normalize_streams(url, streams, weights, o.classes_in, o.storage_options)
         self.url = self._streams[0].url if len(self._streams) == 1 else [s.url for s in self._streams]
-        index_dir = os.fspath(index_dir) if index_dir is not None else os.environ.get(
-            "IMAGENET_STREAM_CACHE", DEFAULT_INDEX_DIR)
-        opened = [self._open(s, index_dir) for s in self._streams]
+        opened = [self._open(s, o.index_dir) for s in self._streams]
         sources = [source for source, _ in opened]
-        if classes is not None and not all(s.declared for s in sources):
+        if o.classes is not None and not all(s.declared for s in sources):
             raise ConfigError("classes= selects classes by wnid, but these foreign shards' classes have no names: "
                               "declare the space of their .cls values with classes_in= (e.g. 'in1k')")
         self._mixture: Mixture = build_mixture(
-            sources, mix_weights, classes, parse_sampling(sampling),
-            None if epoch_size is None else _int_option("epoch_size", epoch_size, 0), replacement,
+            sources, mix_weights, o.classes, o.sampling, o.epoch_size, o.replacement,
             labels_of_source=lambda k: labels_per_shard(sources[k], opened[k][1]),
             excluded_of_source=lambda k: load_exclusions(opened[k][1], sources[k].manifest))
         terms = [(s.manifest.extra.get("terms") if s.manifest is not None else None) for s in sources]
@@ -201,11 +188,16 @@ class ImageNetStream(IterableDataset):
         declared = all(s.declared for s in sources)
         self.classes: list[str] | None = list(self._mixture.target_wnids) if declared else None
         self.num_classes = len(self._mixture.target_wnids)
-        self._config = {"seed": self.seed, "shuffle": self.shuffle, "shuffle_window": self.shuffle_window,
-                        "chunk": self.chunk, "partial": self.partial, "epoch_total": self.total,
+        self._config = {"seed": o.seed, "shuffle": o.shuffle, "shuffle_window": o.shuffle_window,
+                        "chunk": o.chunk, "partial": o.partial, "epoch_total": self.total,
                         "dataset": self._fingerprint()}
         if self.total == 0:
             log.warning("%r plans no samples (every class or sample is deselected or excluded)", self)
+
+    @property
+    def batch_size(self) -> int:
+        """The planned batch size (``batch_size=``; use the same in the DataLoader)."""
+        return self.options.batch_size
 
     # -- construction ------------------------------------------------------------------------
     def _open(self, stream: Stream, index_dir: str) -> tuple[Source, Store]:
@@ -213,12 +205,12 @@ class ImageNetStream(IterableDataset):
         options = dict(stream.storage_options or {})
         if is_shard_url(stream.url):
             wnids = None if stream.classes_in is None else resolve_space(stream.classes_in)
-            store = cached_index(stream.url, index_dir, options, wnids, retry=self.retry)
+            store = cached_index(stream.url, index_dir, options, wnids, retry=self.options.retry)
         else:
             if stream.classes_in is not None:
                 raise ConfigError("classes_in declares the class space of foreign shards; "
                                   f"{stream.url} is a dataset root whose index.json names its classes")
-            store = Store(root_of(stream.url), options, retry=self.retry)
+            store = Store(root_of(stream.url), options, retry=self.options.retry)
         return manifest_source(store), store
 
     def _options_for(self, url: str, k: int) -> dict[str, Any]:
@@ -268,11 +260,11 @@ class ImageNetStream(IterableDataset):
     # -- per-process objects ---------------------------------------------------------------------
     def _here(self, slot: int) -> _Here:
         def make() -> _Here:
-            stores = [Store(u, options, retry=self.retry) for u, options in self._store_urls]
+            stores = [Store(u, options, retry=self.options.retry) for u, options in self._store_urls]
             counter = Counter(self._shared, slot)
             reader = ShardReader(stores, self._shards, cache=self._cache, count=lambda n, v=1: here.counter.add(n, v),
-                                 merge_gap=self.merge_gap, prefetch=self.prefetch,
-                                 index_cache_bytes=self.index_cache_bytes)
+                                 merge_gap=self.options.merge_gap, prefetch=self.options.prefetch,
+                                 index_cache_bytes=self.options.index_cache_bytes)
             here = _Here(reader, counter)
             return here
 
@@ -284,7 +276,8 @@ class ImageNetStream(IterableDataset):
     def _view(self, here: _Here, epoch: int) -> EpochView:
         view = here.views.get(epoch)
         if view is None:
-            spec = OrderSpec(self.seed, epoch, self.shuffle, self.shuffle_window, self.chunk)
+            o = self.options
+            spec = OrderSpec(o.seed, epoch, o.shuffle, o.shuffle_window, o.chunk)
             view = here.views[epoch] = EpochView(self._mixture, spec, lambda s: here.reader.side_index(s).labels)
             while len(here.views) > _VIEWS_KEPT:
                 here.views.popitem(last=False)
@@ -300,19 +293,19 @@ class ImageNetStream(IterableDataset):
     def set_epoch(self, epoch: int) -> None:
         """Use ``epoch`` for the next iteration, in this process and in every DataLoader worker
         (persistent ones too). A loaded resume of another epoch is dropped."""
-        self._shared.set_epoch(_int_option("epoch", epoch, 0))
+        self._shared.set_epoch(int_option("epoch", epoch, 0))
 
     def _rank_plan(self, epoch: int) -> RankPlan:
         rank, world_size = self._rank_world()
         return RankPlan(self.total, self._shared.resume_start(epoch), rank, world_size, self.batch_size,
-                        self.partial)
+                        self.options.partial)
 
     def __len__(self) -> int:
         """Samples this rank yields this epoch (the rest of it after a loaded resume)."""
         return self._rank_plan(self.epoch).samples
 
     def stats(self) -> dict[str, int]:
-        """Counters (see :data:`imagenet_stream.streaming.shared.COUNTERS`) summed over the main
+        """Counters (see :data:`imagenet_stream.streaming.shared_state.COUNTERS`) summed over the main
         process and every DataLoader worker of this dataset object."""
         return self._shared.totals()
 
@@ -334,7 +327,7 @@ class ImageNetStream(IterableDataset):
             epoch = self._shared.epoch
             start, first, skip = self._shared.resume_start(epoch), world.worker, 0
         view = self._view(here, epoch)
-        plan = RankPlan(view.total, start, world.rank, world.world_size, self.batch_size, self.partial)
+        plan = RankPlan(view.total, start, world.rank, world.world_size, self.batch_size, self.options.partial)
         mixture = self._mixture
         worker_pass = WorkerPass(view=view, plan=plan, batches=range(first, plan.num_batches, world.num_workers),
                                  skip=skip, reader=here.reader, transform=self._transform, target_of=mixture.target,
@@ -346,7 +339,7 @@ class ImageNetStream(IterableDataset):
 
     def _generate(self, worker_pass: WorkerPass) -> Iterator[tuple[Any, ...]]:
         for image, target, key in worker_pass:
-            yield (image, target, key) if self.return_keys else (image, target)
+            yield (image, target, key) if self.options.return_keys else (image, target)
 
     # -- resumption ----------------------------------------------------------------------------------
     def state_dict(self, samples_seen: int | None = None) -> dict[str, Any]:
@@ -371,7 +364,7 @@ class ImageNetStream(IterableDataset):
                     **{k: v for k, v in current.items() if k != "pass"},
                     "batch": position.batch, "offset": position.offset}
         plan = self._rank_plan(self.epoch)
-        consumed = plan.consumed_after(plan.samples_to_batches(_int_option("samples_seen", samples_seen, 0)))
+        consumed = plan.consumed_after(plan.samples_to_batches(int_option("samples_seen", samples_seen, 0)))
         return rank_state(self._config, epoch=self.epoch, consumed=consumed, rank=plan.rank,
                           world_size=plan.world_size, batch_size=self.batch_size)
 
@@ -386,14 +379,14 @@ class ImageNetStream(IterableDataset):
                                   "differently: it cannot be resumed; restart the epoch")
             raise ConfigError(f"not an ImageNetStream state: {state!r:.200}")
         check_config(state, self._config)
-        epoch = _int_option("epoch", state.get("epoch"), 0)
+        epoch = int_option("epoch", state.get("epoch"), 0)
         if state["format"] == ITERATOR_FORMAT:
             if state.get("worker") is None:
                 self.set_epoch(epoch)
                 return
             self._pending_iter = dict(state)
             return
-        consumed = _int_option("consumed", state.get("consumed"), 0)
+        consumed = int_option("consumed", state.get("consumed"), 0)
         if consumed > self.total:
             raise PlanError(f"cannot resume: the state has consumed={consumed}, past the epoch's {self.total} samples")
         self._shared.set_resume(epoch, consumed)

@@ -13,7 +13,7 @@ from typing import Any
 import torch
 
 from imagenet_stream.errors import ConfigError
-from imagenet_stream.streaming.decode import IMAGENET_MEAN, IMAGENET_STD
+from imagenet_stream.streaming.decoding.transforms import IMAGENET_MEAN, IMAGENET_STD
 
 __all__ = ["normalize", "CudaPrefetcher"]
 

@@ -36,11 +36,26 @@ from tqdm import tqdm
 
 from imagenet_stream import __version__
 from imagenet_stream.errors import ConfigError, ManifestError, ShardIntegrityError
-from imagenet_stream.shards import (CLASS_EXT, INDEX_SUFFIX, LABELS_NAME, MANIFEST_NAME, SHARD_SUFFIX, ClassesInfo,
-                                    LabelsEntry, Manifest, ShardEntry, SideIndex, TarWalker, decode_label, index_name,
-                                    split_member)
-from imagenet_stream.storage import QUICK_RETRIES, RetryPolicy, Store, absolute_url, expand_urls
-from imagenet_stream.streaming.sources import is_brace_pattern
+from imagenet_stream.format import (
+    CLASS_EXT,
+    INDEX_SUFFIX,
+    LABELS_NAME,
+    MANIFEST_NAME,
+    SHARD_SUFFIX,
+    ClassesInfo,
+    LabelsEntry,
+    Manifest,
+    ShardEntry,
+    SideIndex,
+    TarWalker,
+    decode_label,
+    index_name,
+    split_member,
+)
+from imagenet_stream.retry import QUICK_RETRIES, RetryPolicy
+from imagenet_stream.storage import Store
+from imagenet_stream.streaming.roots import is_brace_pattern
+from imagenet_stream.urls import absolute_url, expand_urls
 
 log = logging.getLogger(__name__)
 

@@ -18,25 +18,25 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
-import hashlib
 import logging
 import os
 import queue
 import threading
 from collections import OrderedDict, deque
-from concurrent.futures import Future, ThreadPoolExecutor
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import BinaryIO
 
 import numpy as np
 
 from imagenet_stream.errors import ManifestError, ShardIntegrityError
-from imagenet_stream.shards import SideIndex
+from imagenet_stream.format import SideIndex
 from imagenet_stream.storage import Store
 from imagenet_stream.streaming.cache import ShardCache
 from imagenet_stream.streaming.fetch import DEFAULT_CHUNK, read_range
-from imagenet_stream.streaming.samples import MissingSample, RawSample, ShardInfo, byte_ranges
+from imagenet_stream.streaming.reader_items import MissingSample, RawSample, ShardInfo, byte_ranges
+from imagenet_stream.streaming.side_indexes import DEFAULT_INDEX_CACHE, SideIndexes
 
 log = logging.getLogger(__name__)
 
@@ -44,8 +44,6 @@ DEFAULT_MERGE_GAP = 256 << 10
 DEFAULT_PREFETCH = 8
 #: Requests in flight at once per reading pass, for remote shards read without a local cache.
 DEFAULT_FETCH_THREADS = 4
-#: Side indexes a reader keeps (their encoded bytes): about 680 shards of 1,000 samples.
-DEFAULT_INDEX_CACHE = 64 << 20
 _OPEN_FILES = 8
 _JOIN_WARN_SECONDS = 30.0
 
@@ -89,7 +87,7 @@ class ShardReader:
     threads' state). Shard ``s``'s tar is in ``stores[shards[s].data_store]``, its side index in
     ``stores[shards[s].index_store]``.
 
-    ``count(name, n)`` receives the counters of :mod:`imagenet_stream.streaming.shared`. Side
+    ``count(name, n)`` receives the counters of :mod:`imagenet_stream.streaming.shared_state`. Side
     indexes are kept in an LRU of at most ``index_cache_bytes`` (their encoded size).
     """
 
@@ -113,10 +111,8 @@ class ShardReader:
         self.chunk_size = int(chunk_size)
         self.prefetch = max(1, int(prefetch))
         self.fetch_threads = max(1, int(fetch_threads))
-        self.index_cache_bytes = int(index_cache_bytes)
-        self._indexes: OrderedDict[int, tuple[SideIndex, int]] = OrderedDict()
-        self._index_bytes = 0
-        self._index_lock = threading.Lock()
+        self._indexes = SideIndexes(self.stores, self.shards, cache=cache, count=self.count,
+                                    chunk_size=self.chunk_size, capacity=int(index_cache_bytes))
         self._uncacheable: set[int] = set()
         self._read_shards: set[int] = set()
         self._truncated: set[int] = set()
@@ -127,63 +123,13 @@ class ShardReader:
 
     # -- side indexes ------------------------------------------------------------------------
     def side_index(self, shard: int) -> SideIndex:
-        """The side index of ``shard`` (from the bounded LRU, else read and checked).
-
-        Its size and sha256 are checked against the manifest on every path (cache hit, download,
-        direct read); a cached copy that fails is dropped and read again directly, a direct read
-        that fails raises :class:`ShardIntegrityError`.
-        """
-        with self._index_lock:
-            found = self._indexes.get(shard)
-            if found is not None:
-                self._indexes.move_to_end(shard)
-                return found[0]
-        info = self.shards[shard]
-        if info.index is None:
-            raise ManifestError(f"shard {info.name!r} has no side index")
-        store = self.stores[info.index_store]
-        raw = None
-        if self.cache is not None and not store.is_local:
-            with self.cache.open(store, info.index, size=info.index_bytes, sha256=info.index_sha256,
-                                 on_event=self.count) as handle:
-                raw = handle.read()
-            if not self._index_ok(info, raw):
-                self.cache.drop(store, info.index, info.index_sha256)
-                self.count("cache_rejects", 1)
-                raw = None
-        if raw is None:
-            want = info.index_bytes + 1 if info.index_bytes is not None else store.size(info.index)
-            raw = read_range(store, info.index, 0, want, chunk_size=self.chunk_size,
-                             on_bytes=lambda n: self.count("bytes_read", n))
-            self.count("requests", 1)
-            if not self._index_ok(info, raw):
-                raise ShardIntegrityError(
-                    f"{store.url_of(info.index)}: {len(raw)} bytes with sha256 "
-                    f"{hashlib.sha256(raw).hexdigest()[:16]}..., the manifest says {info.index_bytes} bytes "
-                    f"with sha256 {(info.index_sha256 or '?')[:16]}...")
-        index = SideIndex.from_bytes(raw, where=store.url_of(info.index))
-        if index.num_samples != info.num_samples:
-            raise ManifestError(f"{store.url_of(info.index)}: {index.num_samples} samples, "
-                                f"the manifest says {info.num_samples}")
-        with self._index_lock:
-            if shard not in self._indexes:
-                self._indexes[shard] = (index, len(raw))
-                self._index_bytes += len(raw)
-            while self._index_bytes > self.index_cache_bytes and len(self._indexes) > 1:
-                _, (_, size) = self._indexes.popitem(last=False)
-                self._index_bytes -= size
-        return index
+        """The side index of ``shard`` (see :meth:`SideIndexes.get`)."""
+        return self._indexes.get(shard)
 
     @property
     def cached_index_bytes(self) -> int:
         """Encoded bytes of the side indexes this reader holds (at most ``index_cache_bytes``)."""
-        return self._index_bytes
-
-    @staticmethod
-    def _index_ok(info: ShardInfo, raw: bytes) -> bool:
-        if info.index_bytes is not None and len(raw) != info.index_bytes:
-            return False
-        return info.index_sha256 is None or hashlib.sha256(raw).hexdigest() == info.index_sha256
+        return self._indexes.bytes
 
     # -- bytes -------------------------------------------------------------------------------
     def _cached_file(self, shard: int, files: OrderedDict[int, BinaryIO]) -> BinaryIO | None:
@@ -311,8 +257,7 @@ class ShardReader:
             for w, (shards, indices) in enumerate(windows):
                 needed = [int(x) for x in np.unique(shards)]
                 if pool is not None:  # the window's side indexes not held yet, fetched at once
-                    with self._index_lock:
-                        missing = [x for x in needed if x not in self._indexes and x not in self._bad]
+                    missing = [x for x in needed if not self._indexes.holds(x) and x not in self._bad]
                     if len(missing) > 1:
                         list(pool.map(self._usable_index, missing))
                 indexes = {x: self._usable_index(x) for x in needed}

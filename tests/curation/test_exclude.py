@@ -12,8 +12,8 @@ from torch.utils.data import DataLoader
 from imagenet_stream.cli import main
 from imagenet_stream.curation import exclude, read_key_list
 from imagenet_stream.errors import ConfigError
-from imagenet_stream.sharding.check import check_dataset
-from imagenet_stream.shards import Manifest
+from imagenet_stream.format import Manifest
+from imagenet_stream.format.integrity import check_dataset
 from imagenet_stream.storage import Store
 from imagenet_stream.streaming import ImageNetStream
 

@@ -11,7 +11,7 @@ import pytest
 from imagenet_stream.cli import main
 from imagenet_stream.curation import parse_registry
 from imagenet_stream.errors import ConfigError
-from imagenet_stream.shards import REPORT_NAME, Manifest, SideIndex
+from imagenet_stream.format import REPORT_NAME, Manifest, SideIndex
 from imagenet_stream.synthetic import make_jpeg
 
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from imagenet_stream.cli import main
 from imagenet_stream.curation import exclude
-from imagenet_stream.shards import MANIFEST_NAME, Manifest
+from imagenet_stream.format import MANIFEST_NAME, Manifest
 from imagenet_stream.streaming import ImageNetStream
 from imagenet_stream.synthetic import make_jpeg
 

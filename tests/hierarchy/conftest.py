@@ -4,7 +4,6 @@ from __future__ import annotations
 from types import ModuleType
 
 import pytest
-
 from support import hierarchy_reference
 
 

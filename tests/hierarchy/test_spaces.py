@@ -8,9 +8,15 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from imagenet_stream.errors import SourceError
-from imagenet_stream.hierarchy import (STANDARD_SPACES, ClassSpace, choose_space, is_known_wnid, load_space,
-                                       standard_space)
-from imagenet_stream.shards import wnids_sha256
+from imagenet_stream.format import wnids_sha256
+from imagenet_stream.hierarchy import (
+    STANDARD_SPACES,
+    ClassSpace,
+    choose_space,
+    is_known_wnid,
+    load_space,
+    standard_space,
+)
 
 TEDDY = "n04399382"
 IN1K = standard_space("in1k")

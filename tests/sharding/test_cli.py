@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 
 from imagenet_stream.cli import main
-from imagenet_stream.sharding.check import check_dataset
+from imagenet_stream.format import MANIFEST_NAME, REPORT_NAME, Manifest, SideIndex
+from imagenet_stream.format.integrity import check_dataset
 from imagenet_stream.sharding.demo_tree import DEMO_CLASSES
-from imagenet_stream.shards import MANIFEST_NAME, REPORT_NAME, Manifest, SideIndex
 from imagenet_stream.storage import Store
 from imagenet_stream.synthetic import make_jpeg
 

@@ -11,13 +11,19 @@ import numpy as np
 import pytest
 import webdataset as wds
 
-from imagenet_stream.errors import ConfigError
+from imagenet_stream.errors import ConfigError, NothingKeptError
+from imagenet_stream.format import (
+    MANIFEST_NAME,
+    REPORT_NAME,
+    Manifest,
+    SideIndex,
+    decode_label,
+    decode_meta,
+    iter_samples,
+)
+from imagenet_stream.format.integrity import check_dataset
 from imagenet_stream.hierarchy import standard_space
-from imagenet_stream.sharding.check import check_dataset
-from imagenet_stream.shards import Manifest
-from imagenet_stream.sharding.coordinator import NothingKeptError, ShardOptions, shard
-from imagenet_stream.shards import (MANIFEST_NAME, REPORT_NAME, SideIndex, decode_label, decode_meta,
-                                    iter_samples)
+from imagenet_stream.sharding.coordinator import ShardOptions, shard
 from imagenet_stream.storage import Store
 from imagenet_stream.synthetic import make_jpeg, make_png, truncated
 

@@ -14,9 +14,8 @@ from pathlib import Path
 import pytest
 
 from imagenet_stream.cli import main
+from imagenet_stream.format import MANIFEST_NAME, Manifest, SideIndex, decode_label, decode_meta, iter_samples
 from imagenet_stream.hierarchy import standard_space
-from imagenet_stream.shards import Manifest
-from imagenet_stream.shards import MANIFEST_NAME, SideIndex, decode_label, decode_meta, iter_samples
 from imagenet_stream.storage import Store
 from imagenet_stream.synthetic import make_jpeg
 

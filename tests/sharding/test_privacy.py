@@ -14,8 +14,8 @@ from hypothesis import strategies as st
 from PIL import Image
 
 from imagenet_stream.cli import main
+from imagenet_stream.format import IMAGE_EXT, REPORT_NAME, iter_samples
 from imagenet_stream.sharding.privacy import NotAJpeg, strip_metadata
-from imagenet_stream.shards import IMAGE_EXT, REPORT_NAME, iter_samples
 from imagenet_stream.synthetic import photo_array
 
 GPS_IFD, SERIAL, OWNER, ORIENTATION = 0x8825, 0xA431, 0xA430, 0x0112

@@ -13,10 +13,10 @@ from torch.utils.data import DataLoader
 
 from imagenet_stream.cli import main
 from imagenet_stream.errors import ManifestError
+from imagenet_stream.format import Manifest, decode_meta, iter_samples
+from imagenet_stream.format.integrity import check_dataset
 from imagenet_stream.hierarchy import standard_space
-from imagenet_stream.sharding.check import check_dataset
 from imagenet_stream.sharding.coordinator import ShardOptions, shard
-from imagenet_stream.shards import Manifest, decode_meta, iter_samples
 from imagenet_stream.storage import Store
 from imagenet_stream.streaming import ImageNetStream
 from imagenet_stream.synthetic import write_tar_of_tars

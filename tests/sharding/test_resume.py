@@ -19,10 +19,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from support import procs
 
 from imagenet_stream.hierarchy import standard_space
 from imagenet_stream.synthetic import write_tar_of_tars
-from support import procs
 
 TAG = "IMAGENET_STREAM_TEST_TAG"
 SYNSETS, PER_SYNSET, DUPLICATES = 2000, 10, 3

@@ -18,10 +18,19 @@ import pytest
 from imagenet_stream.errors import SourceError
 from imagenet_stream.sharding.listing import ListingWriter
 from imagenet_stream.sharding.records import FailedRecord, Rejected, Verified
-from imagenet_stream.sharding.sources import (FolderTreeSource, LabelledFolderSource, ListingContext, ListSource,
-                                              Source, SynsetTarFolderSource, TarSource, open_source, open_sources)
+from imagenet_stream.sharding.sources import (
+    FolderTreeSource,
+    LabelledFolderSource,
+    ListingContext,
+    ListSource,
+    Source,
+    SynsetTarFolderSource,
+    TarSource,
+    open_source,
+    open_sources,
+)
 from imagenet_stream.sharding.task import RunConfig, _load
-from imagenet_stream.sharding.verify import VerifyConfig, verify_record
+from imagenet_stream.sharding.verify_image import VerifyConfig, verify_record
 from imagenet_stream.storage import Store
 from imagenet_stream.synthetic import make_jpeg, make_png
 

@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 from PIL import Image, ImageFile
 
 from imagenet_stream.sharding.records import Rejected, SourceRecord, Verified
-from imagenet_stream.sharding.verify import VerifyConfig, verify_record
+from imagenet_stream.sharding.verify_image import VerifyConfig, verify_record
 from imagenet_stream.synthetic import encode, make_jpeg, make_png, photo_array, truncated
 
 WNID = "n01440764"

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from torch.utils.data import DataLoader
 
-from imagenet_stream.shards import SideIndex
+from imagenet_stream.format import SideIndex
 from imagenet_stream.storage import Store
 from imagenet_stream.streaming import ImageNetStream
 

@@ -13,14 +13,14 @@ from hypothesis import strategies as st
 from PIL import Image
 
 from imagenet_stream.errors import ConfigError
-from imagenet_stream.streaming import decode
-from imagenet_stream.streaming.decode import (
+from imagenet_stream.streaming.decoding import transforms as decode
+from imagenet_stream.streaming.decoding.presets import build_transform
+from imagenet_stream.streaming.decoding.transforms import (
     BytesTransform,
     EvalTransform,
     PILTransform,
     RawTransform,
     TrainTransform,
-    build_transform,
     decode_rgb,
     random_resized_crop_params,
 )

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from imagenet_stream.errors import ConfigError
-from imagenet_stream.streaming.decode import IMAGENET_MEAN, IMAGENET_STD
+from imagenet_stream.streaming.decoding.transforms import IMAGENET_MEAN, IMAGENET_STD
 from imagenet_stream.streaming.device import CudaPrefetcher, normalize
 
 cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")

@@ -12,16 +12,15 @@ import time
 import pytest
 import torch
 import webdataset as wds
+from PIL import Image
 from torch.utils.data import DataLoader
 
 from imagenet_stream.cli import main
 from imagenet_stream.errors import StorageError
 from imagenet_stream.hierarchy.spaces import standard_space
-from imagenet_stream.storage import RetryPolicy
+from imagenet_stream.retry import RetryPolicy
 from imagenet_stream.streaming import ImageNetStream
 from imagenet_stream.synthetic import encode, make_jpeg, photo_array
-
-from PIL import Image
 
 SHARDS, PER_SHARD = 4, 12
 PATTERN = "imagenet1k-train-{0000..0003}.tar"

@@ -14,7 +14,7 @@ import webdataset as wds
 from torch.utils.data import DataLoader
 
 from imagenet_stream.errors import ManifestError
-from imagenet_stream.shards import LABELS_NAME, MANIFEST_NAME
+from imagenet_stream.format import LABELS_NAME, MANIFEST_NAME
 from imagenet_stream.storage import Store
 from imagenet_stream.streaming import ImageNetStream
 from imagenet_stream.synthetic import make_jpeg

@@ -24,9 +24,11 @@ from PIL import Image
 from torch.utils.data import DataLoader
 
 from imagenet_stream.sharding.demo_tree import make_demo_tree
-from imagenet_stream.streaming import ImageNetStream, decode, jpeg_region
+from imagenet_stream.streaming import ImageNetStream
 from imagenet_stream.streaming.dataset import DECODE_ERRORS
-from imagenet_stream.streaming.decode import EvalTransform, TrainTransform
+from imagenet_stream.streaming.decoding import jpeg_region
+from imagenet_stream.streaming.decoding import transforms as decode
+from imagenet_stream.streaming.decoding.transforms import EvalTransform, TrainTransform
 from imagenet_stream.synthetic import encode, make_jpeg, photo_array
 
 native = pytest.mark.skipif(not jpeg_region.available(), reason=f"JPEG crops decode with {jpeg_region.status()}")
@@ -167,7 +169,7 @@ def test_extension_is_built_and_used_where_libjpeg_headers_exist() -> None:
         pytest.skip("no jpeglib.h here: the package installs without the native decoder (Pillow path)")
     if os.environ.get(jpeg_region.ENV, "").lower() == "pillow":
         pytest.skip(f"{jpeg_region.ENV}=pillow forces the Pillow path")
-    importlib.import_module("imagenet_stream.streaming._jpegroi")  # built at install time (make test: pip -e)
+    importlib.import_module("imagenet_stream.streaming.decoding._jpegroi")  # built at install time (make test: pip -e)
     assert jpeg_region.available(), jpeg_region.status()
     assert "native" in jpeg_region.status()
 
@@ -176,11 +178,11 @@ def test_extension_is_built_and_used_where_libjpeg_headers_exist() -> None:
 def test_status_is_logged_once_and_the_environment_forces_pillow(monkeypatch, caplog) -> None:
     monkeypatch.setattr(jpeg_region, "_status", None)
     monkeypatch.setattr(jpeg_region, "_native", None)
-    with caplog.at_level("INFO", logger="imagenet_stream.streaming.jpeg_region"):
+    with caplog.at_level("INFO", logger="imagenet_stream.streaming.decoding.jpeg_region"):
         jpeg_region.header(make_jpeg(40, 30))
         jpeg_region.header(make_jpeg(40, 30))
     assert [r.getMessage() for r in caplog.records] == [f"JPEG crops decode with: {jpeg_region.status()}"]
-    code = "from imagenet_stream.streaming import jpeg_region as r; print(r.available(), r.status())"
+    code = "from imagenet_stream.streaming.decoding import jpeg_region as r; print(r.available(), r.status())"
     env = {**os.environ, jpeg_region.ENV: "pillow"}
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env)
     assert out.stdout.startswith(f"False Pillow ({jpeg_region.ENV}=pillow)")

@@ -7,13 +7,13 @@ import numpy as np
 import pytest
 
 from imagenet_stream.errors import StorageError
-from imagenet_stream.shards import SideIndex
+from imagenet_stream.format import SideIndex
 from imagenet_stream.storage import Store
 from imagenet_stream.streaming.fetch import read_range
 from imagenet_stream.streaming.foreign import index_from_tar
 from imagenet_stream.streaming.reader import MissingSample, RawSample, ShardReader, byte_ranges
-from imagenet_stream.streaming.shared import COUNTERS
-from imagenet_stream.streaming.sources import manifest_source
+from imagenet_stream.streaming.roots import manifest_source
+from imagenet_stream.streaming.shared_state import COUNTERS
 
 
 class Tally:

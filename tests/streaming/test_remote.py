@@ -9,10 +9,11 @@ import pytest
 from torch.utils.data import DataLoader
 
 from imagenet_stream.errors import StorageError
-from imagenet_stream.storage import RetryPolicy, Store
+from imagenet_stream.retry import RetryPolicy
+from imagenet_stream.storage import Store
 from imagenet_stream.streaming import ImageNetStream
 from imagenet_stream.streaming.reader import ShardReader
-from imagenet_stream.streaming.sources import manifest_source
+from imagenet_stream.streaming.roots import manifest_source
 
 B = 4
 

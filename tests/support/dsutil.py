@@ -10,8 +10,18 @@ from functools import lru_cache
 
 import numpy as np
 
-from imagenet_stream.shards import (LABELS_NAME, MANIFEST_NAME, ClassesInfo, LabelsEntry, Manifest, Sample,
-                                    ShardEntry, ShardWriter, index_name, shard_name)
+from imagenet_stream.format import (
+    LABELS_NAME,
+    MANIFEST_NAME,
+    ClassesInfo,
+    LabelsEntry,
+    Manifest,
+    Sample,
+    ShardEntry,
+    ShardWriter,
+    index_name,
+    shard_name,
+)
 from imagenet_stream.storage import Store
 from imagenet_stream.synthetic import make_jpeg
 

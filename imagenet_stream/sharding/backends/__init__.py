@@ -7,32 +7,19 @@ backend, for any number of workers, writes the same bytes.
 """
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
-from typing import Protocol
-
-from ..task import RunConfig, ShardOutcome, ShardTask
-
-OnDone = Callable[[ShardOutcome], None]
-
-BACKENDS = ("local", "ray")
-
-
-class Backend(Protocol):
-    def run(self, config: RunConfig, tasks: Iterable[ShardTask], on_done: OnDone) -> None:
-        """Run every task; return when all are done (raise on a task that keeps failing)."""
-        ...
+from imagenet_stream.sharding.backends.base import BACKENDS, Backend, OnDone
 
 
 def make_backend(name: str, *, workers: int, ray_address: str | None = None, retries: int = 2) -> Backend:
     """The backend called ``name`` (Ray is imported only when asked for)."""
-    from ...errors import ConfigError
+    from imagenet_stream.errors import ConfigError
 
     if name == "local":
-        from .local import LocalBackend
+        from imagenet_stream.sharding.backends.local import LocalBackend
 
         return LocalBackend(workers=workers, retries=retries)
     if name == "ray":
-        from .ray import RayBackend
+        from imagenet_stream.sharding.backends.ray import RayBackend
 
         return RayBackend(address=ray_address, workers=workers, retries=retries)
     raise ConfigError(f"unknown backend {name!r}; expected one of {', '.join(BACKENDS)}")

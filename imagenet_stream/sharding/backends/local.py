@@ -27,10 +27,17 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection, wait
 
-from ...errors import ImageNetStreamError
-from ...redaction import describe
-from ..task import BuiltShard, RunConfig, ShardTask, build_shard, commit_shard, run_shard
-from . import OnDone
+from imagenet_stream.errors import ImageNetStreamError
+from imagenet_stream.redaction import describe
+from imagenet_stream.sharding.backends.base import OnDone
+from imagenet_stream.sharding.task import (
+    BuiltShard,
+    RunConfig,
+    ShardTask,
+    build_shard,
+    commit_shard,
+    run_shard,
+)
 
 log = logging.getLogger(__name__)
 

@@ -20,9 +20,9 @@ import sys
 from collections.abc import Iterable
 from typing import Any
 
-from ...errors import ConfigError
-from ..task import RunConfig, ShardOutcome, ShardTask, run_shard
-from . import OnDone
+from imagenet_stream.errors import ConfigError
+from imagenet_stream.sharding.backends.base import OnDone
+from imagenet_stream.sharding.task import RunConfig, ShardOutcome, ShardTask, run_shard
 
 log = logging.getLogger(__name__)
 
@@ -160,8 +160,8 @@ class RayBackend:
 
 
 def _failure(number: int, exc: BaseException) -> Exception:
-    from ...redaction import describe
-    from .local import TaskFailed
+    from imagenet_stream.redaction import describe
+    from imagenet_stream.sharding.backends.local import TaskFailed
 
     cause = getattr(exc, "cause", None) or exc
     return TaskFailed(f"shard {number} failed on Ray after its retries: {describe(cause)}; the shards committed "

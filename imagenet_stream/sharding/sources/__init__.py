@@ -21,14 +21,22 @@ import os
 from collections.abc import Mapping, Sequence
 from typing import Any, Protocol, runtime_checkable
 
-from ...errors import SourceError
-from ...storage import Store
-from ..listing import ListingWriter
-from ._common import IMAGE_EXTENSIONS, ListingContext, is_image_name, is_wnid, split_url
-from .folder import FolderTreeSource, LabelledFolderSource, scan_folder
-from .labels import Labels, read_labels
-from .listfile import ListSource, is_list_name
-from .tar import StagedTar, SynsetTarFolderSource, TarSource, is_tar_name
+from imagenet_stream.errors import SourceError
+from imagenet_stream.sharding.listing import ListingWriter
+from imagenet_stream.sharding.sources.folder import FolderTreeSource, LabelledFolderSource, scan_folder
+from imagenet_stream.sharding.sources.labels import Labels, read_labels
+from imagenet_stream.sharding.sources.listfile import ListSource, is_list_name
+from imagenet_stream.sharding.sources.rules import (
+    IMAGE_EXTENSIONS,
+    ListingContext,
+    is_image_name,
+    is_wnid,
+    split_url,
+)
+from imagenet_stream.sharding.sources.staged_tar import StagedTar
+from imagenet_stream.sharding.sources.tar import SynsetTarFolderSource, TarSource
+from imagenet_stream.sharding.sources.tar_members import is_tar_name
+from imagenet_stream.storage import Store
 
 logger = logging.getLogger(__name__)
 

@@ -4,14 +4,19 @@ entries only (name and size); each image becomes a record ``(folder, name, size)
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
 
-from ...errors import SourceError
-from ...shards.names import key_from_source
-from ...storage import Store
-from ..listing import FOLDER, ListingWriter
-from ._common import ListingContext, is_hidden, is_image_name, is_wnid, source_label
-from .labels import Labels
+from imagenet_stream.errors import SourceError
+from imagenet_stream.format.names import key_from_source
+from imagenet_stream.sharding.listing import FOLDER, ListingWriter
+from imagenet_stream.sharding.sources.labels import Labels
+from imagenet_stream.sharding.sources.rules import (
+    ListingContext,
+    is_hidden,
+    is_image_name,
+    is_wnid,
+    source_label,
+)
+from imagenet_stream.storage import Store
 
 logger = logging.getLogger(__name__)
 
@@ -100,6 +105,3 @@ class LabelledFolderSource:
             writer.add(container, 0, size, self._labels[name], name, key_from_source(name))
         ctx.listed(len(self._images))
 
-
-def wnids_of(names: Sequence[str]) -> set[str]:
-    return {n for n in names if is_wnid(n)}

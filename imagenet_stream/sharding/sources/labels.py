@@ -18,9 +18,9 @@ import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from ...errors import SourceError
-from ...shards.names import key_from_source
-from ._common import check_wnid, is_wnid
+from imagenet_stream.errors import SourceError
+from imagenet_stream.format.names import key_from_source
+from imagenet_stream.sharding.sources.rules import check_wnid, is_wnid
 
 logger = logging.getLogger(__name__)
 

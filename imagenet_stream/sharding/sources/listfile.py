@@ -16,10 +16,10 @@ import os
 from collections.abc import Iterator
 from typing import IO
 
-from ...errors import SourceError
-from ...shards.names import is_valid_key, key_from_source
-from ..listing import FOLDER, UNKNOWN_SIZE, ListingWriter
-from ._common import ListingContext, check_wnid, is_wnid, source_label
+from imagenet_stream.errors import SourceError
+from imagenet_stream.format.names import is_valid_key, key_from_source
+from imagenet_stream.sharding.listing import FOLDER, UNKNOWN_SIZE, ListingWriter
+from imagenet_stream.sharding.sources.rules import ListingContext, check_wnid, is_wnid, source_label
 
 LIST_SUFFIXES = {".csv": ",", ".tsv": "\t", ".jsonl": None, ".ndjson": None}
 

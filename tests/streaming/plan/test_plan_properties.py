@@ -12,8 +12,17 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from imagenet_stream.errors import PlanError
-from imagenet_stream.streaming.plan import (EpochOrder, OrderSpec, RankPlan, Selection, apportion, drawn, eligible,
-                                            rank_share, worker_batches)
+from imagenet_stream.streaming.plan import (
+    EpochOrder,
+    OrderSpec,
+    RankPlan,
+    Selection,
+    apportion,
+    drawn,
+    eligible,
+    rank_share,
+    worker_batches,
+)
 
 counts_st = st.lists(st.integers(0, 40), min_size=0, max_size=25)
 spec_st = st.builds(OrderSpec, seed=st.integers(0, 2 ** 32 - 1), epoch=st.integers(0, 50), shuffle=st.booleans(),
