@@ -17,7 +17,9 @@ import uuid
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any, BinaryIO, TypeVar
 
+from fsspec.asyn import AsyncFileSystem
 from fsspec.core import url_to_fs
+from fsspec.exceptions import FSTimeoutError
 
 from imagenet_stream.errors import ConfigError, ImageNetStreamError, StorageError
 from imagenet_stream.redaction import Redactor, redact_url
@@ -132,18 +134,32 @@ class Store:
         raise replacement
 
     # -- reading --------------------------------------------------------------------------
+    def _bounded(self, method: str, *args: Any, **kwargs: Any) -> Any:
+        """``self.fs.<method>(...)``, aborted after the policy's ``stall_timeout`` on asynchronous
+        filesystems (object stores, HTTP: fsspec cancels the request); a timeout raises the
+        transient :class:`TimeoutError`. Synchronous filesystems (local, memory) cannot stall."""
+        timeout = self.retry.stall_timeout
+        if timeout is None or not isinstance(self.fs, AsyncFileSystem):
+            return getattr(self.fs, method)(*args, **kwargs)
+        try:
+            return getattr(self.fs, method)(*args, timeout=timeout, **kwargs)
+        except FSTimeoutError:
+            failure = f"no answer within {timeout:g} s (stall_timeout)"
+        raise TimeoutError(failure)
+
     def exists(self, name: str) -> bool:
         path = self.path(name)
         self.fs.invalidate_cache(path)
-        return self._retry(lambda: self.fs.exists(path), f"exists {self.url_of(name)}")
+        return self._retry(lambda: self._bounded("exists", path), f"exists {self.url_of(name)}")
 
     def size(self, name: str) -> int:
-        return int(self._retry(lambda: self.fs.size(self.path(name)), f"size {self.url_of(name)}"))
+        return int(self._retry(lambda: self._bounded("size", self.path(name)), f"size {self.url_of(name)}"))
 
     def read(self, name: str, start: int | None = None, end: int | None = None) -> bytes:
-        """Bytes ``[start, end)`` of ``name`` (whole object by default), retried on transient errors."""
+        """Bytes ``[start, end)`` of ``name`` (whole object by default), retried on transient errors;
+        a request that gets no answer within the policy's ``stall_timeout`` is aborted and retried."""
         path = self.path(name)
-        return self._retry(lambda: self.fs.cat_file(path, start=start, end=end),
+        return self._retry(lambda: self._bounded("cat_file", path, start=start, end=end),
                            f"read {self.url_of(name)}[{start}:{end}]")
 
     def open(self, name: str, mode: str = "rb", **kwargs: Any) -> BinaryIO:

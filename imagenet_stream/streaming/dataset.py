@@ -34,7 +34,7 @@ from typing import Any
 import numpy as np
 from torch.utils.data import IterableDataset, get_worker_info
 
-from imagenet_stream.errors import ConfigError, PlanError
+from imagenet_stream.errors import ConfigError, PlanError, StorageError
 from imagenet_stream.format.overlay import load_exclusions
 from imagenet_stream.retry import RetryPolicy
 from imagenet_stream.storage import Store
@@ -46,7 +46,7 @@ from imagenet_stream.streaming.foreign import cached_index
 from imagenet_stream.streaming.launch_env import detect_rank_world, detect_world
 from imagenet_stream.streaming.mixture import Mixture, Stream, build_mixture, normalize_streams
 from imagenet_stream.streaming.options import DEFAULT_INDEX_DIR, StreamOptions, int_option
-from imagenet_stream.streaming.plan import OrderSpec, RankPlan
+from imagenet_stream.streaming.plan import OrderSpec, RankPlan, World
 from imagenet_stream.streaming.process_local import ProcessLocal
 from imagenet_stream.streaming.reader import DEFAULT_INDEX_CACHE, DEFAULT_MERGE_GAP, ShardReader
 from imagenet_stream.streaming.resume import (
@@ -335,11 +335,17 @@ class ImageNetStream(IterableDataset):
                                  shard_name=lambda s: self._shards[s].name)
         here.current = {"epoch": epoch, "start": start, "rank": world.rank, "world_size": world.world_size,
                         "worker": world.worker, "num_workers": world.num_workers, "pass": worker_pass}
-        return self._generate(worker_pass)
+        return self._generate(worker_pass, world)
 
-    def _generate(self, worker_pass: WorkerPass) -> Iterator[tuple[Any, ...]]:
-        for image, target, key in worker_pass:
-            yield (image, target, key) if self.options.return_keys else (image, target)
+    def _generate(self, worker_pass: WorkerPass, world: World) -> Iterator[tuple[Any, ...]]:
+        try:
+            for image, target, key in worker_pass:
+                yield (image, target, key) if self.options.return_keys else (image, target)
+            return
+        except StorageError as exc:  # fail fast, saying where: a DDP job then stops instead of hanging
+            failure = (f"rank {world.rank} of {world.world_size} (DataLoader worker {world.worker} of "
+                       f"{world.num_workers}), epoch {worker_pass.view.spec.epoch}: {exc}")
+        raise StorageError(failure)
 
     # -- resumption ----------------------------------------------------------------------------------
     def state_dict(self, samples_seen: int | None = None) -> dict[str, Any]:

@@ -1,7 +1,10 @@
 """A local HTTP server for the remote-read tests: serves a folder with Range support (206), HEAD, and
 optionally misbehaves: ``flaky`` drops the connection half-way through the body of the first request
 of every distinct range; ``fail`` answers 503 forever for names containing it; ``slowdown`` answers
-every GET with S3's ``503 SlowDown`` for that many seconds after the server starts.
+every GET with S3's ``503 SlowDown`` for that many seconds after the server starts; ``stall``
+accepts every ranged GET of a name containing it and never answers; ``stall_mid`` sends the headers
+and half the body of such a GET, then nothing more (both hold the connection open until the server
+stops).
 
 It runs in its own process (``python httpserver.py FOLDER LOG [--flaky] [--fail NAME]``, started by
 :func:`serve`): a server thread inside the test process would hand its sockets to every DataLoader
@@ -55,7 +58,8 @@ _SLOWDOWN_BODY = (b'<?xml version="1.0" encoding="UTF-8"?><Error><Code>SlowDown<
                   b'<Message>Please reduce your request rate.</Message></Error>')
 
 
-def make_handler(root: Path, log: Log, flaky: bool, fail: str | None, slowdown_until: float = 0.0):
+def make_handler(root: Path, log: Log, flaky: bool, fail: str | None, slowdown_until: float = 0.0,
+                 stall: str | None = None, stall_mid: str | None = None):
     seen: set[tuple[str, int, int]] = set()
     seen_lock = threading.Lock()
 
@@ -103,6 +107,10 @@ def make_handler(root: Path, log: Log, flaky: bool, fail: str | None, slowdown_u
                 self.wfile.write(_SLOWDOWN_BODY)
                 log.add(name, -1, -1, False)
                 return
+            if stall and stall in name and "Range" in self.headers:
+                log.add(name, -1, -1, False)
+                time.sleep(3600)  # accepted, never answered
+                return
             if fail and fail in name:
                 self.send_response(503)
                 self.send_header("Content-Length", "0")
@@ -132,6 +140,12 @@ def make_handler(root: Path, log: Log, flaky: bool, fail: str | None, slowdown_u
             with seen_lock:
                 first = (name, start, end) not in seen
                 seen.add((name, start, end))
+            if stall_mid and stall_mid in name and match and len(body) > 1:
+                self.wfile.write(body[: len(body) // 2])
+                self.wfile.flush()
+                log.add(name, start, end, False)
+                time.sleep(3600)  # half a body, then silence
+                return
             if flaky and first and len(body) > 1:
                 self.wfile.write(body[: len(body) // 2])
                 self.wfile.flush()
@@ -148,7 +162,8 @@ def make_handler(root: Path, log: Log, flaky: bool, fail: str | None, slowdown_u
 
 @contextlib.contextmanager
 def serve(folder: str | os.PathLike[str], *, flaky: bool = False, fail: str | None = None,
-          slowdown: float = 0.0) -> Iterator[tuple[str, Log]]:
+          slowdown: float = 0.0, stall: str | None = None, stall_mid: str | None = None
+          ) -> Iterator[tuple[str, Log]]:
     """Serve ``folder`` on 127.0.0.1 (random port) from a child process for the ``with`` block.
 
     Yields ``(base URL, Log)``; the log stays readable after the block.
@@ -158,7 +173,8 @@ def serve(folder: str | os.PathLike[str], *, flaky: bool = False, fail: str | No
     with tempfile.TemporaryDirectory() as tmp:
         log_path = Path(tmp) / "requests.jsonl"
         cmd = [sys.executable, __file__, str(folder), str(log_path)] + (["--flaky"] if flaky else []) + (
-            ["--fail", fail] if fail else []) + (["--slowdown", str(slowdown)] if slowdown else [])
+            ["--fail", fail] if fail else []) + (["--slowdown", str(slowdown)] if slowdown else []) + (
+            ["--stall", stall] if stall else []) + (["--stall-mid", stall_mid] if stall_mid else [])
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
         log = Log(log_path)
         try:
@@ -185,9 +201,11 @@ def main() -> None:
     parser.add_argument("--flaky", action="store_true")
     parser.add_argument("--fail")
     parser.add_argument("--slowdown", type=float, default=0.0)
+    parser.add_argument("--stall")
+    parser.add_argument("--stall-mid")
     args = parser.parse_args()
     handler = make_handler(Path(args.folder).resolve(), Log(args.log), args.flaky, args.fail,
-                           time.monotonic() + args.slowdown)
+                           time.monotonic() + args.slowdown, args.stall, args.stall_mid)
     server = _Server(("127.0.0.1", 0), handler)
     print(server.server_address[1], flush=True)
     server.serve_forever()
