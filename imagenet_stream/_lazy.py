@@ -11,15 +11,18 @@ from typing import Any
 
 
 def lazy_exports(package: str, exports: Mapping[str, str]) -> Callable[[str], Any]:
-    """A module ``__getattr__`` that returns ``exports[name]``'s attribute ``name`` (a module's own
-    name maps to the module itself when the table's value is that module)."""
+    """A module ``__getattr__`` that returns ``exports[name]``'s attribute ``name``; a name that is the
+    last component of its module's name and not an attribute of it is the module itself (the
+    ``losses`` module of ``hierarchy``)."""
 
     def __getattr__(name: str) -> Any:
         module = exports.get(name)
         if module is None:
             raise AttributeError(f"module {package!r} has no attribute {name!r}")
         loaded = import_module(module)
-        return loaded if module.rsplit(".", 1)[-1] == name else getattr(loaded, name)
+        if module.rsplit(".", 1)[-1] == name and not hasattr(loaded, name):
+            return loaded
+        return getattr(loaded, name)
 
     return __getattr__
 

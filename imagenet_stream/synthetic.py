@@ -87,3 +87,59 @@ def write_tar_of_tars(path: str, wnids: list[str] | tuple[str, ...], per_synset:
             inner.seek(0)
             outer.addfile(info, inner)
     return written
+
+
+def natural_array(width: int, height: int, seed: int) -> np.ndarray:
+    """An RGB uint8 image with natural-image statistics: a 1/f amplitude spectrum (as photographs
+    have), channels correlated like colours of real scenes, and a few flat-coloured objects with
+    hard edges. Different seeds give images as far apart, to a perceptual hash, as different photos."""
+    rng = np.random.default_rng([seed, width, height, 77])
+    fy = np.fft.fftfreq(height)[:, None]
+    fx = np.fft.rfftfreq(width)[None, :]
+    falloff = np.sqrt(fx ** 2 + fy ** 2)
+    falloff[0, 0] = 1.0
+    shape = (height, width // 2 + 1)
+    shared = rng.normal(size=shape) + 1j * rng.normal(size=shape)
+    out = np.empty((height, width, 3), dtype=np.float32)
+    for c in range(3):
+        spectrum = 0.8 * shared + 0.6 * (rng.normal(size=shape) + 1j * rng.normal(size=shape))
+        field = np.fft.irfft2(spectrum / falloff ** 1.1, s=(height, width))
+        out[..., c] = 128 + 45 * (field - field.mean()) / (field.std() + 1e-6)
+    for _ in range(int(rng.integers(2, 6))):
+        x0, y0 = int(rng.integers(0, width)), int(rng.integers(0, height))
+        w, h = int(rng.integers(width // 8, width // 2)), int(rng.integers(height // 8, height // 2))
+        out[y0:y0 + h, x0:x0 + w] += rng.uniform(-60, 60, 3).astype(np.float32)
+    return np.clip(out, 0, 255).astype(np.uint8)
+
+
+#: The edits a planted near-duplicate gets (:func:`near_copy`): what re-uploads and augmentations do.
+EDITS = ("resized", "recompressed", "cropped", "flipped", "colour_jittered")
+
+
+def near_copy(data: bytes, edit: str, seed: int) -> bytes:
+    """A near-duplicate of the JPEG ``data``: ``resized`` (40-80 % of each side), ``recompressed``
+    (JPEG quality 20-45), ``cropped`` (up to 2.5 % off each side), ``flipped`` (left-right) or
+    ``colour_jittered`` (brightness and contrast x0.75-1.25, saturation x0.6-1.4); a JPEG again."""
+    from PIL import ImageEnhance
+
+    rng = np.random.default_rng([seed, EDITS.index(edit)])
+    im = Image.open(io.BytesIO(data)).convert("RGB")
+    w, h = im.size
+    quality = 90
+    if edit == "resized":
+        scale = rng.uniform(0.4, 0.8)
+        im = im.resize((max(8, int(w * scale)), max(8, int(h * scale))), Image.Resampling.LANCZOS)
+    elif edit == "recompressed":
+        quality = int(rng.integers(20, 46))
+    elif edit == "cropped":
+        left, top, right, bottom = (int(side * rng.uniform(0, 0.025)) for side in (w, h, w, h))
+        im = im.crop((left, top, w - right, h - bottom))
+    elif edit == "flipped":
+        im = im.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
+    elif edit == "colour_jittered":
+        im = ImageEnhance.Brightness(im).enhance(rng.uniform(0.75, 1.25))
+        im = ImageEnhance.Contrast(im).enhance(rng.uniform(0.75, 1.25))
+        im = ImageEnhance.Color(im).enhance(rng.uniform(0.6, 1.4))
+    else:
+        raise ValueError(f"unknown edit {edit!r}; expected one of {EDITS}")
+    return encode(im, "JPEG", quality=quality)

@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 
 from imagenet_stream.commands.cli_support import STORAGE_OPTIONS_HELP, fail, parse_storage_options
-from imagenet_stream.curation import KEY_REASON, SYNSET_REASON, exclude, read_key_list
-from imagenet_stream.errors import ImageNetStreamError
+from imagenet_stream.curation import KEY_REASON, SYNSET_REASON, exclude, read_digest_list, read_key_list
+from imagenet_stream.errors import ConfigError, ImageNetStreamError
 
 HELP = "publish a new version of a dataset that excludes synsets or listed samples, without touching a shard"
 
@@ -20,6 +20,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="exclude every class at or below these WordNet synsets (e.g. n00007846, person)")
     p.add_argument("--keys", metavar="FILE",
                    help="exclude these sample keys: one per line, optionally KEY<TAB>REASON (opt-out, takedown)")
+    p.add_argument("--sha256", metavar="FILE",
+                   help="exclude the images with these sha256 digests (the stored image's or the source file's): "
+                        "sha256:<hex> or <hex> per line, optionally <TAB>REASON")
+    p.add_argument("--from-dedup", metavar="DIR",
+                   help="exclude what a dedup report of this dataset found: every member but the smallest key of "
+                        "each near-duplicate group, and every sample leaking into an --against dataset")
     p.add_argument("--reason", help=f"the reason recorded for --keys lines without one (default {KEY_REASON}) "
                                     f"and for --synsets (default {SYNSET_REASON})")
     p.add_argument("--version", help="the new version's name (default: the parent's with .1 appended)")
@@ -32,14 +38,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     try:
         synsets = [w.strip() for w in (args.synsets or "").split(",") if w.strip()]
-        keys = None
+        keys = digests = None
         if args.keys:
-            try:
-                with open(args.keys, encoding="utf-8") as f:
-                    keys = read_key_list(f.read(), args.reason or KEY_REASON)
-            except OSError as exc:
-                return fail(f"cannot read the key list {args.keys}: {exc.strerror or exc}")
-        result = exclude(args.dataset, args.out, synsets=synsets, keys=keys,
+            keys = read_key_list(_read(args.keys, "key list"), args.reason or KEY_REASON)
+        if args.sha256:
+            digests = read_digest_list(_read(args.sha256, "sha256 list"), args.reason or KEY_REASON)
+        result = exclude(args.dataset, args.out, synsets=synsets, keys=keys, sha256=digests,
+                         from_dedup=args.from_dedup,
                          synset_reason=args.reason or SYNSET_REASON, version=args.version, note=args.note,
                          storage_options=parse_storage_options(args.storage_options), progress=not args.no_progress)
     except (ImageNetStreamError, OSError) as exc:
@@ -51,3 +56,11 @@ def run(args: argparse.Namespace) -> int:
     if result.unmatched_keys:
         print(f"note: {result.unmatched_keys} listed key(s) are not samples of {args.dataset}")
     return 0
+
+
+def _read(path: str, what: str) -> str:
+    try:
+        with open(path, encoding="utf-8") as f:
+            return f.read()
+    except OSError as exc:
+        raise ConfigError(f"cannot read the {what} {path}: {exc.strerror or exc}") from None

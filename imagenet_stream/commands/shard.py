@@ -65,7 +65,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="pre-resize so the shorter side is at most N px (FFCV-style)")
     p.add_argument("--quality", type=int, default=90, help="JPEG quality of re-encoded images (default 90)")
     p.add_argument("--full-decode", action="store_true",
-                   help="verify unchanged JPEGs by a full-size decode (default: a 1/8-scale decode, which "
+                   help="verify unchanged JPEGs by a full-size decode (default: a 1/4-scale decode, which "
                         "still entropy-decodes every coefficient, so corrupt or truncated data is caught)")
     p.add_argument("--name", default="imagenet", help="dataset name in the manifest (default imagenet)")
     p.add_argument("--version", dest="dataset_version", metavar="VERSION", default="1",

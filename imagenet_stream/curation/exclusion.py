@@ -8,16 +8,21 @@ the manifest's ``extra.lineage`` lists every version step: the parent's URL, nam
 ``index.json`` sha256, what was excluded, why, and how many samples per reason.
 
 What can be excluded: whole synsets (a WordNet node: every class of the dataset at or below it,
-through the shipped hierarchy, e.g. ``n00007846`` person for a winter21-style release), and sample
-keys (an opt-out or takedown list: one key per line, optionally ``KEY<TAB>REASON``). A sample
-matched by several selectors counts under the first reason (synsets, then keys); one the parent
-already excluded keeps the parent's reason.
+through the shipped hierarchy, e.g. ``n00007846`` person for a winter21-style release); sample
+keys (an opt-out or takedown list: one key per line, optionally ``KEY<TAB>REASON``); image hashes
+(``sha256:<hex>`` or a bare 64-hex digest per line: the stored image's or the source file's sha256,
+matched against the side indexes, which hold both); the near-duplicates and leaking samples of a
+``dedup`` report (:func:`~imagenet_stream.curation.duplicates.dedup_exclusions`); and, for datasets
+downloaded from URL lists, source URLs (matched in the per-shard download status files). A sample
+matched by several selectors counts under the first reason (synsets, keys, hashes, URLs, dedup);
+one the parent already excluded keeps the parent's reason. No selector reads a shard.
 """
 from __future__ import annotations
 
 import hashlib
 import json
 import logging
+import os
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -28,7 +33,8 @@ import numpy as np
 from tqdm import tqdm
 
 from imagenet_stream import __version__
-from imagenet_stream.curation.registry import DEFAULT_REASON, parse_registry
+from imagenet_stream.curation.duplicates import dedup_exclusions, read_report
+from imagenet_stream.curation.registry import DEFAULT_REASON, REGISTRY_REASON, parse_registry
 from imagenet_stream.errors import ConfigError
 from imagenet_stream.format import EXCLUSIONS_NAME, LABELS_NAME, MANIFEST_NAME, Manifest
 from imagenet_stream.format.manifest import ExclusionsEntry
@@ -71,32 +77,65 @@ def _synset_ids(manifest: Manifest, labels: np.ndarray, synsets: Sequence[str]) 
     return np.flatnonzero(chosen[labels])
 
 
-def _key_ids(source: Source, store: Store, keys: Mapping[str, str], progress: bool
-             ) -> tuple[dict[str, np.ndarray], int]:
-    """Global ids of the listed keys, per reason (every side index read once); and how many keys no
-    sample has."""
+def read_digest_list(text: str, default_reason: str = KEY_REASON) -> dict[str, str]:
+    """``{sha256 hex: reason}`` from lines ``sha256:<hex>`` or ``<hex>``, optionally ``<TAB>REASON``."""
+    out: dict[str, str] = {}
+    for n, line in enumerate(text.splitlines(), 1):
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        entry, _, reason = line.partition("\t")
+        digest = entry.strip().lower().removeprefix("sha256:")
+        if len(digest) != 64 or any(c not in "0123456789abcdef" for c in digest):
+            raise ConfigError(f"sha256 list line {n}: expected sha256:<64 hex> or <64 hex>, got {entry.strip()[:80]!r}")
+        reason = reason.strip() or default_reason
+        if not REGISTRY_REASON.match(reason):
+            raise ConfigError(f"sha256 list line {n}: reason {reason!r} must be a word ({REGISTRY_REASON.pattern})")
+        out[digest] = reason
+    return out
+
+
+def _match_side_indexes(source: Source, store: Store, keys: Mapping[str, str], digests: Mapping[str, str],
+                        progress: bool) -> tuple[dict[str, np.ndarray], int, int]:
+    """Global ids of the listed keys and sha256 digests, per reason (every side index read once),
+    and how many keys and digests no sample has."""
     reader = source_reader(source, store)
     starts = np.concatenate([[0], np.cumsum(source.sample_counts)]).astype(np.int64)
     found: dict[str, list[int]] = {}
-    matched: set[str] = set()
+    matched_keys: set[str] = set()
+    matched_digests: set[str] = set()
     with ThreadPoolExecutor(_READERS) as pool:
         indexes = pool.map(reader.side_index, range(len(source.shards)))
-        for s, index in enumerate(tqdm(indexes, total=len(source.shards), desc="matching keys", unit="shard",
+        for s, index in enumerate(tqdm(indexes, total=len(source.shards), desc="matching samples", unit="shard",
                                        disable=not progress)):
             for i, key in enumerate(index.keys):
                 reason = keys.get(key)
                 if reason is not None:
                     found.setdefault(reason, []).append(int(starts[s] + i))
-                    matched.add(key)
-    return {r: np.asarray(v, dtype=np.int64) for r, v in found.items()}, len(set(keys) - matched)
+                    matched_keys.add(key)
+            if not digests:
+                continue
+            if index.sha256 is None:
+                raise ConfigError(f"{store.display_url}: shard {source.shards[s].name}'s side index holds no "
+                                  "sha256 (sharded before they were indexed, or foreign shards); exclude by "
+                                  "--keys, or shard it again with this release")
+            for i in range(index.num_samples):
+                for digest in {index.digest(i), index.digest(i, source=True)}:
+                    reason = digests.get(digest or "")
+                    if reason is not None:
+                        found.setdefault(reason, []).append(int(starts[s] + i))
+                        matched_digests.add(digest or "")
+    return ({r: np.asarray(v, dtype=np.int64) for r, v in found.items()}, len(set(keys) - matched_keys),
+            len(set(digests) - matched_digests))
 
 
 def exclude(parent_url: str, out_url: str, *, synsets: Sequence[str] = (), keys: Mapping[str, str] | None = None,
+            sha256: Mapping[str, str] | None = None, from_dedup: str | None = None,
             synset_reason: str = SYNSET_REASON, version: str | None = None, note: str | None = None,
             storage_options: Mapping[str, object] | None = None, progress: bool = False) -> Excluded:
     """Write a new version of ``parent_url`` at ``out_url`` with more samples excluded (module docstring)."""
-    if not synsets and not keys:
-        raise ConfigError("nothing to exclude: give synsets and/or keys")
+    if not synsets and not keys and not sha256 and not from_dedup:
+        raise ConfigError("nothing to exclude: give synsets, keys, sha256 digests and/or a dedup report")
     if absolute_url(parent_url).rstrip("/") == absolute_url(out_url).rstrip("/"):
         raise ConfigError("the new version must go to another folder: the parent is never modified")
     options = dict(storage_options or {})
@@ -115,12 +154,22 @@ def exclude(parent_url: str, out_url: str, *, synsets: Sequence[str] = (), keys:
     selected: list[tuple[str, np.ndarray]] = []
     if synsets:
         selected.append((synset_reason, _synset_ids(manifest, labels, synsets)))
-    unmatched = 0
-    if keys:
-        by_reason, unmatched = _key_ids(source, parent, keys, progress)
+    unmatched = unmatched_digests = 0
+    if keys or sha256:
+        by_reason, unmatched, unmatched_digests = _match_side_indexes(source, parent, keys or {}, sha256 or {},
+                                                                      progress)
         selected += sorted(by_reason.items())
         if unmatched:
             log.warning("%d listed key(s) are not samples of %s", unmatched, parent.display_url)
+        if unmatched_digests:
+            log.warning("%d listed sha256 digest(s) match no sample of %s", unmatched_digests, parent.display_url)
+    if from_dedup:
+        summary, rows = read_report(from_dedup)
+        reported = (summary.get("dataset") or {}).get("index_sha256")
+        if reported != hashlib.sha256(raw_parent).hexdigest():
+            raise ConfigError(f"the dedup report in {from_dedup} is of another dataset or version "
+                              f"({(summary.get('dataset') or {}).get('url')}); run dedup on {parent.display_url}")
+        selected += sorted((reason, ids) for reason, ids in dedup_exclusions(summary, rows).items() if ids.size)
     taken = before.copy()
     added: dict[str, int] = {}
     for reason, ids in selected:
@@ -137,6 +186,8 @@ def exclude(parent_url: str, out_url: str, *, synsets: Sequence[str] = (), keys:
     step = {"parent": absolute_url(parent.url), "parent_name": manifest.name, "parent_version": manifest.version,
             "parent_sha256": hashlib.sha256(raw_parent).hexdigest(), "excluded": dict(added),
             "synsets": list(synsets), "keys_listed": len(keys or {}), "keys_unmatched": unmatched,
+            "sha256_listed": len(sha256 or {}), "sha256_unmatched": unmatched_digests,
+            "dedup_report": from_dedup and os.path.abspath(from_dedup),
             "tool": f"imagenet-stream {__version__}"}
     if note:
         step["note"] = note

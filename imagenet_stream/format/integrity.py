@@ -163,8 +163,13 @@ def _check_sample(manifest: Manifest, side: SideIndex, i: int, key: str,
     elif meta.get("wnid") != manifest.classes.wnids[label]:
         problems.append(f"{at}: wnid {meta.get('wnid')!r} but class {label} is "
                         f"{manifest.classes.wnids[label]}")
-    if meta.get("sha256") != hashlib.sha256(image).hexdigest():
+    digest = hashlib.sha256(image).hexdigest()
+    if meta.get("sha256") != digest:
         problems.append(f"{at}: image sha256 differs from its metadata")
+    if side.sha256 is not None and side.digest(i) != digest:
+        problems.append(f"{at}: image sha256 differs from the side index's")
+    if side.phash is not None and meta.get("phash") != int(side.phash[i]):
+        problems.append(f"{at}: perceptual hash {meta.get('phash')!r}, side index says {int(side.phash[i])}")
     return problems
 
 

@@ -9,7 +9,8 @@ from imagenet_stream.errors import ManifestError
 FORMAT_VERSION = 2
 READABLE_FORMATS = (1, 2)
 #: The side index's own format (unchanged since the first release).
-SIDE_INDEX_FORMAT = 1
+SIDE_INDEX_FORMAT = 2
+READABLE_SIDE_INDEX_FORMATS = (1, 2)
 MANIFEST_NAME = "index.json"
 REPORT_NAME = "report.json"
 LABELS_NAME = "labels.bin"

@@ -88,6 +88,9 @@ class ShardWriter:
         self._offsets: list[int] = []
         self._image_offsets: list[int] = []
         self._image_sizes: list[int] = []
+        self._phash: list[int] | None = []       # None once a sample without one was added
+        self._sha256: list[bytes] = []
+        self._source_sha256: list[bytes] = []
         self._closed = False
 
     def __len__(self) -> int:
@@ -110,6 +113,17 @@ class ShardWriter:
                 out.write(_ZEROS[:pad])
         self._keys.append(sample.key)
         self._labels.append(sample.label)
+        meta = sample.meta
+        digest = bytes.fromhex(str(meta["sha256"]))
+        self._sha256.append(digest)
+        source = meta.get("source_sha256")
+        self._source_sha256.append(bytes.fromhex(str(source)) if source else digest)
+        phash = meta.get("phash")
+        if self._phash is not None:
+            if isinstance(phash, int):
+                self._phash.append(phash)
+            else:
+                self._phash = None  # a shard's hashes are all there or not at all
 
     def close(self) -> WrittenShard:
         """Finish the tar (end-of-archive blocks) and return its description."""
@@ -127,5 +141,8 @@ class ShardWriter:
             offsets=np.asarray(self._offsets + [end_of_samples], dtype=np.uint64),
             image_offsets=np.asarray(self._image_offsets, dtype=np.uint64),
             image_sizes=np.asarray(self._image_sizes, dtype=np.uint32),
+            phash=None if self._phash is None else np.asarray(self._phash, dtype=np.uint64),
+            sha256=b"".join(self._sha256),
+            source_sha256=b"".join(self._source_sha256),
         )
         return WrittenShard(self.name, len(self._keys), self._out.count, self._out.sha256.hexdigest(), index)

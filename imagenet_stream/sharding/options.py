@@ -48,7 +48,7 @@ class ShardOptions:
     keep_staging: bool = False
     overwrite: bool = False
     mtime: int | None = None                # tar mtime; None: $SOURCE_DATE_EPOCH, else 0
-    full_decode: bool = False               # verify unchanged JPEGs at full size, not by a 1/8-scale decode
+    full_decode: bool = False               # verify unchanged JPEGs at full size, not by a 1/4-scale decode
     io_threads: int = 8                     # per task: concurrent source reads
     index_threads: int = 8                  # remote tars: inner tars indexed at once
     task_retries: int = 2

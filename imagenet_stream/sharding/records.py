@@ -88,6 +88,7 @@ class Verified:
     width: int
     height: int
     fixes: tuple[str, ...] = field(default_factory=tuple)  # e.g. ("cmyk_to_rgb",), ("png_to_jpeg",), ("resized",)
+    phash: int = 0               # 64-bit perceptual hash (curation.phash) of the stored image
 
 
 @dataclass(frozen=True)

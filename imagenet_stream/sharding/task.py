@@ -256,9 +256,10 @@ class _DirectStream:
 
 
 def to_sample(v: Verified, label: int) -> Sample:
-    """The shard sample of a verified image: metadata ``wnid, source, sha256, width, height`` (+ fixes)."""
+    """The shard sample of a verified image: metadata ``wnid, source, sha256, width, height, phash``
+    (+ fixes and the source's sha256 when the stored bytes differ from it)."""
     meta: dict[str, Any] = {"wnid": v.wnid, "source": v.source, "sha256": v.sha256,
-                            "width": v.width, "height": v.height}
+                            "width": v.width, "height": v.height, "phash": v.phash}
     if v.fixes:
         meta["fixes"] = list(v.fixes)
         meta["source_sha256"] = v.source_sha256

@@ -173,9 +173,9 @@ def test_the_listing_round_trips_through_storage(tmp_path: Path) -> None:
 
 
 def test_to_sample_metadata() -> None:
-    v = Verified("k", "n01440764", "a/b", b"\xff\xd8data", "aa", "bb", 4, 5, ("cmyk_to_rgb",))
+    v = Verified("k", "n01440764", "a/b", b"\xff\xd8data", "aa", "bb", 4, 5, ("cmyk_to_rgb",), phash=2**63 + 5)
     assert to_sample(v, 7).meta == {"wnid": "n01440764", "source": "a/b", "sha256": "aa", "width": 4, "height": 5,
-                                    "fixes": ["cmyk_to_rgb"], "source_sha256": "bb"}
+                                    "fixes": ["cmyk_to_rgb"], "source_sha256": "bb", "phash": 2**63 + 5}
     plain = Verified("k", "n01440764", "a/b", b"x", "aa", "aa", 4, 5, ())
     assert "fixes" not in to_sample(plain, 0).meta
 
