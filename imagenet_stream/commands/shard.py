@@ -8,6 +8,7 @@ from typing import Any
 
 from imagenet_stream.commands.cli_support import STORAGE_OPTIONS_HELP, fail, parse_storage_options
 from imagenet_stream.curation.registry import read_registry
+from imagenet_stream.curation.votes import DEFAULT_MIN_VOTES, read_votes
 from imagenet_stream.errors import ConfigError, ImageNetStreamError, NothingKeptError
 from imagenet_stream.sharding.backends import BACKENDS
 from imagenet_stream.sharding.coordinator import ShardOptions, ShardResult, shard, status
@@ -76,6 +77,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--opt-out", metavar="FILE",
                    help="an opt-out / takedown registry: sample keys or sha256:HEX digests of source files, one "
                         "per line, optionally TAB REASON; matching images are rejected with that reason")
+    p.add_argument("--votes", metavar="FILE",
+                   help="human-verification votes (CSV/TSV/JSONL: key,yes,no or key,annotator,answer): keep an image "
+                        "only with a strict majority of yes votes and at least --min-votes votes; the others are "
+                        "never read (or downloaded); the votes go into each sample's metadata")
+    p.add_argument("--min-votes", type=int, default=DEFAULT_MIN_VOTES, metavar="N",
+                   help=f"votes an image needs besides a yes majority (default {DEFAULT_MIN_VOTES}: the smallest count "
+                        "where one careless answer cannot decide)")
     p.add_argument("--terms", metavar="FILE|TEXT",
                    help="the dataset's terms of use, kept in index.json (e.g. ImageNet's non-commercial research "
                         "terms); a path to a text file, or the text itself")
@@ -116,7 +124,10 @@ def options_from_args(args: argparse.Namespace, out: str) -> ShardOptions:
         tmp_dir=args.tmp_dir, staging=args.staging, keep_staging=args.keep_staging, overwrite=args.overwrite,
         io_threads=args.io_threads, index_threads=args.index_threads,
         keep_metadata=getattr(args, "keep_metadata", False),
-        opt_out=read_registry(args.opt_out) if getattr(args, "opt_out", None) else None, terms=read_terms(getattr(args, "terms", None)), licence=getattr(args, "licence", None),
+        opt_out=read_registry(args.opt_out) if getattr(args, "opt_out", None) else None,
+        terms=read_terms(getattr(args, "terms", None)), licence=getattr(args, "licence", None),
+        votes=read_votes(args.votes) if getattr(args, "votes", None) else None,
+        min_votes=getattr(args, "min_votes", DEFAULT_MIN_VOTES),
     )
 
 

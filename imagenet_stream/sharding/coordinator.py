@@ -157,6 +157,8 @@ class Run:
                        **({"licence": options.licence} if options.licence else {})})
             base = {"out": store.display_url, "sources": [s.description for s in sources], "seed": options.seed,
                     "plan": plan_hash}
+            if options.votes is not None:
+                base["votes"] = {"min_votes": options.min_votes, "source": options.votes.source}
             manifest, report = finalize(store, done_folder=self.work.done_folder(plan_hash), prefix=options.prefix,
                                         num_shards=plan.num_shards, plan_hash=plan_hash, fields=fields, facts=facts,
                                         report_base=base, tmp_dir=scratch)
@@ -266,7 +268,10 @@ class Run:
             first, indices = plan.shard(number)
             records = listing.records(indices)
             keys = tuple(plan.renamed.get(first + j, r.key) for j, r in enumerate(records))
-            yield ShardTask(number=number, first_position=first, records=tuple(records), keys=keys)
+            votes = self.options.votes
+            yield ShardTask(number=number, first_position=first, records=tuple(records), keys=keys,
+                            votes=votes.lookup(r.key for r in records) if votes is not None else None,
+                            min_votes=self.options.min_votes)
 
     def _dispatch(self, listing: Listing, plan: ShardPlan, config: RunConfig, done: set[str]) -> int:
         """Run the tasks of the shards not done yet; the number found done."""

@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from imagenet_stream.curation.votes import TOO_FEW_VOTES, VOTED_OUT
 from imagenet_stream.errors import ManifestError, NothingKeptError
 from imagenet_stream.format import (
     EXCLUSIONS_NAME,
@@ -189,6 +190,9 @@ def _report(base: dict[str, Any], fields: ManifestFields, facts: PlanFacts, *, s
             rejected: Counter[str], examples: dict[str, list[dict[str, str]]], fixes: Counter[str],
             shards: list[ShardEntry]) -> dict[str, Any]:
     order = [r for r in REJECT_REASONS if r in rejected] + sorted(set(rejected) - set(REJECT_REASONS))
+    if "votes" in base:  # the vote filter's outcome: kept, and rejected per rule
+        base = {**base, "votes": {**base["votes"], "kept": kept,
+                                  **{r: rejected.get(r, 0) for r in (TOO_FEW_VOTES, VOTED_OUT)}}}
     return {
         **base,
         "class_space": {"id": fields.space_id, "num_classes": len(fields.wnids)},

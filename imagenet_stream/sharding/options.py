@@ -13,6 +13,7 @@ from typing import Any
 
 from imagenet_stream import __version__
 from imagenet_stream.curation.registry import Registry
+from imagenet_stream.curation.votes import DEFAULT_MIN_VOTES, VoteTable
 from imagenet_stream.errors import ConfigError
 from imagenet_stream.sharding.backends import BACKENDS
 from imagenet_stream.sharding.plan import PLAN_ALGORITHM
@@ -56,6 +57,8 @@ class ShardOptions:
     opt_out: Registry | None = None         # keys / source sha256 rejected with their reasons (--opt-out)
     terms: str | None = None                # the dataset's terms of use (index.json extra.terms)
     licence: str | None = None              # the images' licence (index.json extra.licence)
+    votes: VoteTable | None = None          # human-verification votes (--votes): keep a strict yes majority
+    min_votes: int = DEFAULT_MIN_VOTES      # ... of at least this many votes
 
     def __post_init__(self) -> None:
         if self.workers < 0:
@@ -71,6 +74,8 @@ class ShardOptions:
             raise ConfigError("io_threads and index_threads must be >= 1")
         if not re.match(r"^[A-Za-z0-9_-]+$", self.prefix or ""):
             raise ConfigError(f"prefix must match [A-Za-z0-9_-]+ (shards are PREFIX-NNNNNN.tar), got {self.prefix!r}")
+        if isinstance(self.min_votes, bool) or not isinstance(self.min_votes, int) or self.min_votes < 0:
+            raise ConfigError(f"min_votes must be an int >= 0, got {self.min_votes!r}")
         if self.shard_size < 1:
             raise ConfigError(f"shard_size must be >= 1, got {self.shard_size}")
         if self.max_shard_bytes < MIN_SHARD_BYTES:
@@ -101,6 +106,7 @@ class ShardOptions:
                 "max_image_bytes": self.max_image_bytes, "resize_short_side": self.resize_short_side,
                 "quality": self.quality, "full_decode": self.full_decode, "keep_metadata": self.keep_metadata,
                 "opt_out": self.opt_out.digest() if self.opt_out else None,
+                "votes": [self.votes.digest(), self.min_votes] if self.votes is not None else None,
                 "name": self.name,
                 "version": self.version, "prefix": self.prefix, "mtime": self.tar_mtime,
                 "tool": __version__, "plan_algorithm": PLAN_ALGORITHM}

@@ -18,6 +18,8 @@ REJECT_REASONS = (
     "unknown_class",        # wnid not in the dataset's class space
     "duplicate",            # same bytes (sha256) as an image already kept
     "malformed_jpeg",       # decodes, but its marker stream cannot be parsed to strip its metadata
+    "too_few_votes",        # fewer human-verification votes than --min-votes (never read)
+    "voted_out",            # no strict majority of yes votes (never read)
 )
 
 

@@ -25,6 +25,10 @@ def format_report(report: dict[str, Any], seconds: float | None = None) -> str:
         lines.append(f"    {reason:<20} {entry['count']:>8}{hint}")
     if report["key_collisions"]["count"]:
         lines.append(f"  key collisions {report['key_collisions']['count']} (renamed with a -N suffix)")
+    votes = report.get("votes")
+    if votes:
+        lines.append(f"  votes       kept {votes['kept']} with a yes majority of >= {votes['min_votes']} votes; "
+                     f"{votes['too_few_votes']} with too few votes, {votes['voted_out']} voted out ({votes['source']})")
     if report["fixes"]:
         lines.append("  normalized  " + ", ".join(f"{k} {v}" for k, v in report["fixes"].items()))
     if seconds is not None and seconds > 0:

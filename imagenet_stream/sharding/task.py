@@ -33,6 +33,7 @@ import numpy as np
 from imagenet_stream.errors import ImageNetStreamError
 from imagenet_stream.format import Sample, ShardWriter, WrittenShard, index_name, shard_name
 from imagenet_stream.redaction import describe
+from imagenet_stream.curation.votes import verdict
 from imagenet_stream.sharding.listing import DAMAGED, FOLDER, UNKNOWN_SIZE, Container, Record
 from imagenet_stream.sharding.markers import Marker, marker_name
 from imagenet_stream.sharding.records import FailedRecord, Rejected, SourceRecord, Verified
@@ -75,6 +76,8 @@ class ShardTask:
     first_position: int
     records: tuple[Record, ...]
     keys: tuple[str, ...]               # after the plan's renames
+    votes: tuple[tuple[int, int], ...] | None = None  # (yes, no) per record, when the run has votes
+    min_votes: int = 0
 
 
 @dataclass(frozen=True)
@@ -185,26 +188,44 @@ def _is_local(config: RunConfig, container: Container) -> bool:
     return container.kind == DAMAGED or "://" not in url or url.startswith("file://")
 
 
-def _prefetched(config: RunConfig, task: ShardTask) -> Iterator[SourceRecord]:
-    """The task's records loaded in plan order: local files in this thread (a pread from the page
-    cache costs less than handing it to a thread), remote ones by ``io_threads`` threads, a bounded
-    amount ahead."""
+def _vote_rejections(task: ShardTask) -> dict[int, Rejected]:
+    """The task's records that their votes reject (by position in the task), never to be read."""
+    if task.votes is None:
+        return {}
+    out = {}
+    for j, ((yes, no), record, key) in enumerate(zip(task.votes, task.records, task.keys)):
+        reason = verdict(yes, no, task.min_votes)
+        if reason is not None:
+            out[j] = Rejected(key, record.wnid, record.name, reason, f"{yes} yes / {no} no votes")
+    return out
+
+
+def _prefetched(config: RunConfig, task: ShardTask, skip: Mapping[int, Rejected]
+                ) -> Iterator[SourceRecord | Rejected]:
+    """The task's records loaded in plan order (those in ``skip`` given as their rejection, unread):
+    local files in this thread (a pread from the page cache costs less than handing it to a thread),
+    remote ones by ``io_threads`` threads, a bounded amount ahead."""
     if all(_is_local(config, config.containers[r.container]) for r in task.records):
-        for record, key in zip(task.records, task.keys):
-            yield _load(config, record, key)
+        for j, (record, key) in enumerate(zip(task.records, task.keys)):
+            yield skip[j] if j in skip else _load(config, record, key)
         return
-    pending: deque[Future[SourceRecord]] = deque()
+    pending: deque[Future[SourceRecord | Rejected]] = deque()
     budget = _READ_AHEAD_BYTES
     with ThreadPoolExecutor(max(1, config.io_threads), thread_name_prefix="imagenet-stream-read") as pool:
-        items = iter(zip(task.records, task.keys))
+        items = iter(enumerate(zip(task.records, task.keys)))
         ahead_bytes = 0
-        for record, key in items:
+        for j, (record, key) in items:
+            if j in skip:
+                done: Future[SourceRecord | Rejected] = Future()
+                done.set_result(skip[j])
+                pending.append(done)
+                continue
             pending.append(pool.submit(_load, config, record, key))
             ahead_bytes += min(record.size, config.verify.max_image_bytes) if record.size != int(UNKNOWN_SIZE) else 0
             if len(pending) >= 4 * max(1, config.io_threads) or ahead_bytes > budget:
-                done = pending.popleft().result()
-                ahead_bytes -= done.size or 0
-                yield done
+                loaded = pending.popleft().result()
+                ahead_bytes -= (loaded.size or 0) if isinstance(loaded, SourceRecord) else 0
+                yield loaded
         while pending:
             yield pending.popleft().result()
 
@@ -255,7 +276,7 @@ class _DirectStream:
         pass
 
 
-def to_sample(v: Verified, label: int) -> Sample:
+def to_sample(v: Verified, label: int, votes: tuple[int, int] | None = None) -> Sample:
     """The shard sample of a verified image: metadata ``wnid, source, sha256, width, height, phash``
     (+ fixes and the source's sha256 when the stored bytes differ from it)."""
     meta: dict[str, Any] = {"wnid": v.wnid, "source": v.source, "sha256": v.sha256,
@@ -263,6 +284,8 @@ def to_sample(v: Verified, label: int) -> Sample:
     if v.fixes:
         meta["fixes"] = list(v.fixes)
         meta["source_sha256"] = v.source_sha256
+    if votes is not None:
+        meta["votes"] = list(votes)
     return Sample(key=v.key, image=v.image, label=label, meta=meta)
 
 
@@ -303,8 +326,9 @@ def build_shard(config: RunConfig, task: ShardTask) -> BuiltShard:
         writer = ShardWriter(tar.file, name, mtime=config.mtime)
         stream: _TarStream | _DirectStream = _DirectStream(writer) if out.is_local else _TarStream(writer)
         try:
-            for position, record in enumerate(_prefetched(config, task), start=task.first_position):
-                result = verify_record(record, config.verify)
+            for j, record in enumerate(_prefetched(config, task, _vote_rejections(task))):
+                position = task.first_position + j
+                result = record if isinstance(record, Rejected) else verify_record(record, config.verify)
                 if isinstance(result, Verified):
                     digest = bytes.fromhex(result.source_sha256)
                     first = seen_here.get(digest)
@@ -316,7 +340,8 @@ def build_shard(config: RunConfig, task: ShardTask) -> BuiltShard:
                 if isinstance(result, Rejected):
                     reject(result)
                     continue
-                stream.add(to_sample(result, config.class_index[result.wnid]))
+                stream.add(to_sample(result, config.class_index[result.wnid],
+                                     task.votes[j] if task.votes is not None else None))
                 fixes.update(result.fixes)
                 kept_sha.append(digest)
                 kept_positions.append(position)
