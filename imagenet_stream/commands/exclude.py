@@ -5,7 +5,14 @@ from __future__ import annotations
 import argparse
 
 from imagenet_stream.commands.cli_support import STORAGE_OPTIONS_HELP, fail, parse_storage_options
-from imagenet_stream.curation import KEY_REASON, SYNSET_REASON, exclude, read_digest_list, read_key_list
+from imagenet_stream.curation import (
+    KEY_REASON,
+    SYNSET_REASON,
+    exclude,
+    read_digest_list,
+    read_key_list,
+    read_url_list,
+)
 from imagenet_stream.errors import ConfigError, ImageNetStreamError
 
 HELP = "publish a new version of a dataset that excludes synsets or listed samples, without touching a shard"
@@ -23,6 +30,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--sha256", metavar="FILE",
                    help="exclude the images with these sha256 digests (the stored image's or the source file's): "
                         "sha256:<hex> or <hex> per line, optionally <TAB>REASON")
+    p.add_argument("--urls", metavar="FILE",
+                   help="exclude the images downloaded from these URLs (a dataset sharded from a URL list; matched in "
+                        "its download status files): one URL per line, optionally <TAB>REASON")
     p.add_argument("--from-dedup", metavar="DIR",
                    help="exclude what a dedup report of this dataset found: every member but the smallest key of "
                         "each near-duplicate group, and every sample leaking into an --against dataset")
@@ -38,12 +48,14 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     try:
         synsets = [w.strip() for w in (args.synsets or "").split(",") if w.strip()]
-        keys = digests = None
+        keys = digests = urls = None
         if args.keys:
             keys = read_key_list(_read(args.keys, "key list"), args.reason or KEY_REASON)
         if args.sha256:
             digests = read_digest_list(_read(args.sha256, "sha256 list"), args.reason or KEY_REASON)
-        result = exclude(args.dataset, args.out, synsets=synsets, keys=keys, sha256=digests,
+        if args.urls:
+            urls = read_url_list(_read(args.urls, "URL list"), args.reason or KEY_REASON)
+        result = exclude(args.dataset, args.out, synsets=synsets, keys=keys, sha256=digests, urls=urls,
                          from_dedup=args.from_dedup,
                          synset_reason=args.reason or SYNSET_REASON, version=args.version, note=args.note,
                          storage_options=parse_storage_options(args.storage_options), progress=not args.no_progress)

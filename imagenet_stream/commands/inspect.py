@@ -8,7 +8,8 @@ from imagenet_stream.commands.cli_support import STORAGE_OPTIONS_HELP, fail, par
 from imagenet_stream.errors import ImageNetStreamError
 from imagenet_stream.format import Manifest
 from imagenet_stream.format.integrity import check_dataset
-from imagenet_stream.sharding.report import format_size
+from imagenet_stream.format.names import REPORT_NAME
+from imagenet_stream.sharding.report import format_curation, format_size
 from imagenet_stream.storage import Store
 
 HELP = "print a dataset's manifest summary; --verify re-hashes every shard and checks every offset"
@@ -80,6 +81,18 @@ def summarize(manifest: Manifest, url: str) -> str:
     return "\n".join(lines)
 
 
+def _sharding_report(store: Store, manifest: Manifest) -> dict:
+    """The ``report.json`` of the run that made the shards (beside them; a version has none of its
+    own), or ``{}``."""
+    import json
+
+    where = store.elsewhere(manifest.shards_at)
+    try:
+        return json.loads(where.read(REPORT_NAME)) if where.exists(REPORT_NAME) else {}
+    except (ImageNetStreamError, OSError, ValueError):
+        return {}
+
+
 def run(args: argparse.Namespace) -> int:
     try:
         store = Store(args.url, parse_storage_options(args.storage_options))
@@ -87,6 +100,8 @@ def run(args: argparse.Namespace) -> int:
     except (ImageNetStreamError, OSError, ValueError) as exc:  # ValueError: an unknown URL protocol
         return fail(str(exc))
     print(summarize(manifest, args.url))
+    for line in format_curation(_sharding_report(store, manifest)):
+        print(line)
     if not args.verify:
         return 0
     bar = None

@@ -7,6 +7,7 @@ import sys
 from typing import Any
 
 from imagenet_stream.commands.cli_support import STORAGE_OPTIONS_HELP, fail, parse_storage_options
+from imagenet_stream.curation.download import DownloadPolicy
 from imagenet_stream.curation.registry import read_registry
 from imagenet_stream.curation.votes import DEFAULT_MIN_VOTES, read_votes
 from imagenet_stream.errors import ConfigError, ImageNetStreamError, NothingKeptError
@@ -84,6 +85,24 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--min-votes", type=int, default=DEFAULT_MIN_VOTES, metavar="N",
                    help=f"votes an image needs besides a yes majority (default {DEFAULT_MIN_VOTES}: the smallest count "
                         "where one careless answer cannot decide)")
+    p.add_argument("--download-timeout", type=float, default=DownloadPolicy.timeout, metavar="S",
+                   help=f"URL lists: seconds a request may wait for a connection or data (default {DownloadPolicy.timeout:g})")
+    p.add_argument("--download-attempts", type=int, default=DownloadPolicy.attempts, metavar="N",
+                   help=f"URL lists: tries per URL on 429, 5xx, timeouts and resets, with exponential backoff and "
+                        f"full jitter, honouring Retry-After (default {DownloadPolicy.attempts})")
+    p.add_argument("--download-backoff", type=float, default=DownloadPolicy.backoff, metavar="S",
+                   help=f"URL lists: base of the exponential backoff between tries (default {DownloadPolicy.backoff:g} s; "
+                        f"waits are drawn from [0, min({DownloadPolicy.max_backoff:g}, S * 2^try)])")
+    p.add_argument("--per-host", type=int, default=DownloadPolicy.per_host, metavar="N",
+                   help=f"URL lists: requests in flight to one host per process (default {DownloadPolicy.per_host})")
+    p.add_argument("--host-rate", type=float, default=None, metavar="R",
+                   help="URL lists: at most R requests per second to one host per process (default: no limit)")
+    p.add_argument("--status-format", choices=("auto", "parquet", "jsonl"), default="auto",
+                   help="URL lists: the per-shard download status files beside the shards (default auto: Parquet "
+                        "where pyarrow is installed, else JSON lines)")
+    p.add_argument("--ignore-robots-tag", action="store_true",
+                   help="URL lists: keep images whose server says X-Robots-Tag: noai / noimageai (by default "
+                        "they are skipped and counted as skipped_by_robots)")
     p.add_argument("--terms", metavar="FILE|TEXT",
                    help="the dataset's terms of use, kept in index.json (e.g. ImageNet's non-commercial research "
                         "terms); a path to a text file, or the text itself")
@@ -128,6 +147,11 @@ def options_from_args(args: argparse.Namespace, out: str) -> ShardOptions:
         terms=read_terms(getattr(args, "terms", None)), licence=getattr(args, "licence", None),
         votes=read_votes(args.votes) if getattr(args, "votes", None) else None,
         min_votes=getattr(args, "min_votes", DEFAULT_MIN_VOTES),
+        download=DownloadPolicy(timeout=args.download_timeout, attempts=args.download_attempts,
+                                backoff=args.download_backoff,
+                                per_host=args.per_host, host_rate=args.host_rate,
+                                honor_robots=not args.ignore_robots_tag),
+        status_format=args.status_format,
     )
 
 

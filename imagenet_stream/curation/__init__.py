@@ -16,6 +16,7 @@ _EXPORTS = {
     "exclude": "imagenet_stream.curation.exclusion",
     "read_key_list": "imagenet_stream.curation.exclusion",
     "read_digest_list": "imagenet_stream.curation.exclusion",
+    "read_url_list": "imagenet_stream.curation.exclusion",
     "dedup": "imagenet_stream.curation.duplicates",
     "DEFAULT_MAX_DISTANCE": "imagenet_stream.curation.duplicates",
     "perceptual_hash": "imagenet_stream.curation.phash",

@@ -37,6 +37,7 @@ from imagenet_stream.curation.duplicates import dedup_exclusions, read_report
 from imagenet_stream.curation.registry import DEFAULT_REASON, REGISTRY_REASON, parse_registry
 from imagenet_stream.errors import ConfigError
 from imagenet_stream.format import EXCLUSIONS_NAME, LABELS_NAME, MANIFEST_NAME, Manifest
+from imagenet_stream.format.download_status import read_status_rows
 from imagenet_stream.format.manifest import ExclusionsEntry
 from imagenet_stream.format.overlay import encode_exclusions, load_exclusions
 from imagenet_stream.storage import Store
@@ -95,6 +96,47 @@ def read_digest_list(text: str, default_reason: str = KEY_REASON) -> dict[str, s
     return out
 
 
+def read_url_list(text: str, default_reason: str = KEY_REASON) -> dict[str, str]:
+    """``{url: reason}`` from lines ``URL`` or ``URL<TAB>REASON`` (``#`` comments)."""
+    out: dict[str, str] = {}
+    for n, line in enumerate(text.splitlines(), 1):
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        url, _, reason = line.partition("\t")
+        reason = reason.strip() or default_reason
+        if "://" not in url:
+            raise ConfigError(f"URL list line {n}: expected a URL, got {url.strip()[:80]!r}")
+        if not REGISTRY_REASON.match(reason):
+            raise ConfigError(f"URL list line {n}: reason {reason!r} must be a word ({REGISTRY_REASON.pattern})")
+        out[url.strip()] = reason
+    return out
+
+
+def _keys_of_urls(source: Source, store: Store, manifest: Manifest, urls: Mapping[str, str]
+                  ) -> tuple[dict[str, str], int]:
+    """``{key: reason}`` of the samples downloaded from ``urls`` (from the download status files beside
+    the shards: a URL list run's record of which URL became which key), and how many URLs matched none."""
+    downloads = manifest.extra.get("downloads")
+    if not downloads:
+        raise ConfigError(f"{store.display_url} was not downloaded from a URL list (its index.json has no "
+                          "download record): exclude by --keys or --sha256")
+    shards = store.elsewhere(source.shards_root)
+    folder = downloads.get("status_folder", "status")
+    keys: dict[str, str] = {}
+    matched: set[str] = set()
+    for name, _, is_dir in shards.entries(folder):
+        if is_dir or not name.endswith((".jsonl", ".parquet")):
+            continue
+        for row in read_status_rows(shards, f"{folder}/{name}"):
+            url = str(row.get("url"))
+            reason = urls.get(url)
+            if reason is not None and row.get("status") == "success":
+                keys[str(row["key"])] = reason
+                matched.add(url)
+    return keys, len(urls) - len(matched)
+
+
 def _match_side_indexes(source: Source, store: Store, keys: Mapping[str, str], digests: Mapping[str, str],
                         progress: bool) -> tuple[dict[str, np.ndarray], int, int]:
     """Global ids of the listed keys and sha256 digests, per reason (every side index read once),
@@ -130,12 +172,13 @@ def _match_side_indexes(source: Source, store: Store, keys: Mapping[str, str], d
 
 
 def exclude(parent_url: str, out_url: str, *, synsets: Sequence[str] = (), keys: Mapping[str, str] | None = None,
-            sha256: Mapping[str, str] | None = None, from_dedup: str | None = None,
+            sha256: Mapping[str, str] | None = None, urls: Mapping[str, str] | None = None,
+            from_dedup: str | None = None,
             synset_reason: str = SYNSET_REASON, version: str | None = None, note: str | None = None,
             storage_options: Mapping[str, object] | None = None, progress: bool = False) -> Excluded:
     """Write a new version of ``parent_url`` at ``out_url`` with more samples excluded (module docstring)."""
-    if not synsets and not keys and not sha256 and not from_dedup:
-        raise ConfigError("nothing to exclude: give synsets, keys, sha256 digests and/or a dedup report")
+    if not synsets and not keys and not sha256 and not urls and not from_dedup:
+        raise ConfigError("nothing to exclude: give synsets, keys, sha256 digests, URLs and/or a dedup report")
     if absolute_url(parent_url).rstrip("/") == absolute_url(out_url).rstrip("/"):
         raise ConfigError("the new version must go to another folder: the parent is never modified")
     options = dict(storage_options or {})
@@ -154,7 +197,12 @@ def exclude(parent_url: str, out_url: str, *, synsets: Sequence[str] = (), keys:
     selected: list[tuple[str, np.ndarray]] = []
     if synsets:
         selected.append((synset_reason, _synset_ids(manifest, labels, synsets)))
-    unmatched = unmatched_digests = 0
+    unmatched = unmatched_digests = unmatched_urls = 0
+    if urls:
+        url_keys, unmatched_urls = _keys_of_urls(source, parent, manifest, urls)
+        keys = {**url_keys, **(keys or {})}  # a key listed by itself keeps its own reason
+        if unmatched_urls:
+            log.warning("%d listed URL(s) gave no sample of %s", unmatched_urls, parent.display_url)
     if keys or sha256:
         by_reason, unmatched, unmatched_digests = _match_side_indexes(source, parent, keys or {}, sha256 or {},
                                                                       progress)
@@ -187,6 +235,7 @@ def exclude(parent_url: str, out_url: str, *, synsets: Sequence[str] = (), keys:
             "parent_sha256": hashlib.sha256(raw_parent).hexdigest(), "excluded": dict(added),
             "synsets": list(synsets), "keys_listed": len(keys or {}), "keys_unmatched": unmatched,
             "sha256_listed": len(sha256 or {}), "sha256_unmatched": unmatched_digests,
+            "urls_listed": len(urls or {}), "urls_unmatched": unmatched_urls,
             "dedup_report": from_dedup and os.path.abspath(from_dedup),
             "tool": f"imagenet-stream {__version__}"}
     if note:

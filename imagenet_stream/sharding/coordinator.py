@@ -261,7 +261,8 @@ class Run:
                          class_index={w: i for i, w in enumerate(space.wnids)},
                          verify=options.verify_config(None), prefix=options.prefix, mtime=options.tar_mtime,
                          plan_hash=plan_hash, done_folder=self.work.done_folder(plan_hash),
-                         io_threads=options.io_threads)
+                         io_threads=options.io_threads, download=options.download, licence=options.licence,
+                         status_format=options.status_format)
 
     def _tasks(self, listing: Listing, plan: ShardPlan, todo: list[int]) -> Iterator[ShardTask]:
         for number in todo:

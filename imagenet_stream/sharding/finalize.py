@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from imagenet_stream.curation.download import FAILED, ROBOTS, SUCCESS
 from imagenet_stream.curation.votes import TOO_FEW_VOTES, VOTED_OUT
 from imagenet_stream.errors import ManifestError, NothingKeptError
 from imagenet_stream.format import (
@@ -36,14 +37,18 @@ from imagenet_stream.format import (
     index_name,
     shard_name,
 )
+from imagenet_stream.format.download_status import STATUS_FOLDER
 from imagenet_stream.format.overlay import encode_exclusions
 from imagenet_stream.sharding.dedup import DuplicateFinder
+from imagenet_stream.sharding.downloads import REJECTED
 from imagenet_stream.sharding.markers import Marker, marker_name
 from imagenet_stream.sharding.records import REJECT_REASONS
 from imagenet_stream.sharding.report import MAX_EXAMPLES
 from imagenet_stream.storage import Store
 
 log = logging.getLogger(__name__)
+
+_HOSTS_REPORTED = 20
 
 
 def labels_dtype(num_classes: int) -> str:
@@ -101,6 +106,7 @@ def finalize(store: Store, *, done_folder: str, prefix: str, num_shards: int, pl
     labels_bytes = 0
     label_parts: list[np.ndarray] = []  # every sample's class (2-4 bytes each): to discount duplicates
     seen = facts.unknown_class
+    downloads = DownloadTally()
     next_gid = 0  # global sample id of the marker's first sample: its position in shard order
     try:
         with store.open_atomic(LABELS_NAME) as labels_out:
@@ -127,6 +133,7 @@ def finalize(store: Store, *, done_folder: str, prefix: str, num_shards: int, pl
                     bucket = examples.setdefault(reason, [])
                     bucket.extend(found[: MAX_EXAMPLES - len(bucket)])
                 fixes.update(marker.fixes)
+                downloads.add(marker.downloads)
                 shards.append(ShardEntry(name=name, num_samples=marker.num_samples, bytes=marker.tar_bytes,
                                          sha256=marker.tar_sha256, index=index_name(name),
                                          index_bytes=marker.index_bytes, index_sha256=marker.index_sha256))
@@ -153,6 +160,11 @@ def finalize(store: Store, *, done_folder: str, prefix: str, num_shards: int, pl
         examples.setdefault("unknown_class", []).extend(facts.unknown_examples[:MAX_EXAMPLES])
     report = _report(report_base, fields, facts, seen=seen, kept=num_samples - int(duplicate_ids.size),
                      rejected=rejected, examples=examples, fixes=fixes, shards=shards)
+    extra = dict(fields.extra)
+    if downloads.urls:
+        report["downloads"] = downloads.report()
+        extra["downloads"] = {"status_folder": STATUS_FOLDER, "urls": downloads.urls,
+                              "success": downloads.counts.get(SUCCESS, 0)}
     if not shards or num_samples == int(duplicate_ids.size):
         store.write_atomic(REPORT_NAME, json.dumps(report, indent=2).encode())
 
@@ -161,10 +173,51 @@ def finalize(store: Store, *, done_folder: str, prefix: str, num_shards: int, pl
     manifest = Manifest(name=fields.name, version=fields.version, created=fields.created, tool=fields.tool,
                         classes=ClassesInfo(fields.space_id, fields.wnids), num_samples=num_samples,
                         class_counts=tuple(int(c) for c in counts), shards=tuple(shards), labels=labels_entry,
-                        extra=fields.extra, exclusions=exclusions)
+                        extra=extra, exclusions=exclusions)
     store.write_atomic(REPORT_NAME, json.dumps(report, indent=2).encode())
     store.write_atomic(MANIFEST_NAME, manifest.to_json().encode("utf-8"))  # last: the dataset is complete
     return manifest, report
+
+
+class DownloadTally:
+    """A URL list run's download outcomes, summed over the shards' done-markers."""
+
+    def __init__(self) -> None:
+        self.counts: Counter[str] = Counter()
+        self.errors: Counter[str] = Counter()
+        self.synsets: dict[str, list[int]] = {}
+        self.hosts: dict[str, Counter[str]] = {}
+
+    @property
+    def urls(self) -> int:
+        return sum(self.counts.values())
+
+    def add(self, summary: dict[str, Any] | None) -> None:
+        if not summary:
+            return
+        self.counts.update(summary.get("counts", {}))
+        self.errors.update(summary.get("errors", {}))
+        for wnid, (ok, total) in summary.get("synsets", {}).items():
+            tally = self.synsets.setdefault(wnid, [0, 0])
+            tally[0] += int(ok)
+            tally[1] += int(total)
+        for host, errors in summary.get("hosts", {}).items():
+            self.hosts.setdefault(host, Counter()).update(errors)
+
+    def report(self) -> dict[str, Any]:
+        """``report.json``'s ``downloads``: success rate overall and per synset (link rot), errors by
+        class and the hosts failing most."""
+        hosts = sorted(self.hosts.items(), key=lambda kv: (-sum(kv[1].values()), kv[0]))[:_HOSTS_REPORTED]
+        return {
+            "urls": self.urls,
+            **{status: self.counts.get(status, 0) for status in (SUCCESS, FAILED, REJECTED, ROBOTS)},
+            "success_rate": round(self.counts.get(SUCCESS, 0) / self.urls, 4),
+            "errors": dict(self.errors.most_common()),
+            "hosts": {h: dict(c.most_common()) for h, c in hosts},
+            "per_synset": {w: {"ok": ok, "total": total, "rate": round(ok / total, 4)}
+                           for w, (ok, total) in sorted(self.synsets.items())},
+            "status_files": f"{STATUS_FOLDER}/PREFIX-NNNNNN.(jsonl|parquet)",
+        }
 
 
 def _duplicate_examples(store: Store, done_folder: str, prefix: str, shards: list[ShardEntry],

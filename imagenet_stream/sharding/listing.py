@@ -29,8 +29,9 @@ from imagenet_stream.sharding.plan import key_hash
 from imagenet_stream.storage import Store
 
 #: ``Container.kind``: a folder whose records are files (``url/name``), a tar whose records are ranges,
-#: or the stand-in for images a damaged inner tar hid (its ``url`` is the damage; verify rejects it).
-FOLDER, TAR, DAMAGED = "folder", "tar", "damaged"
+#: the stand-in for images a damaged inner tar hid (its ``url`` is the damage; verify rejects it), or a
+#: URL list whose records are web URLs to download (``name`` is the URL).
+FOLDER, TAR, DAMAGED, URL = "folder", "tar", "damaged", "url"
 #: A size the source could not tell without reading (a list row on remote storage); read with the cap.
 UNKNOWN_SIZE = np.iinfo(np.uint32).max
 _LARGEST_SIZE = UNKNOWN_SIZE - 1   # sizes above it are stored as it: far above any --max-image-bytes
@@ -59,8 +60,9 @@ class Record:
     offset: int
     size: int          # UNKNOWN_SIZE when not known without reading
     wnid: str
-    name: str          # path under a folder container, or the member path inside a tar
+    name: str          # path under a folder container, the member path inside a tar, or a URL
     key: str
+    extra: str = ""    # a URL list row's other columns (licence, author, ...), as a JSON object
 
 
 class Listing:
@@ -94,22 +96,23 @@ class Listing:
         """Every record's 64-bit key hash (read from disk: the caller holds it only while planning)."""
         return np.fromfile(self._path("key_hash"), dtype=_KEY_HASH)
 
-    def text(self, i: int) -> tuple[str, str]:
-        """``(name, key)`` of record ``i`` (one pread of the local text file)."""
+    def text(self, i: int) -> tuple[str, str, str]:
+        """``(name, key, extra)`` of record ``i`` (one pread of the local text file)."""
         ends = self.columns["text_end"]
         lo, hi = (int(ends[i - 1]) if i else 0), int(ends[i])
         raw = os.pread(self._text.fileno(), hi - lo, lo).decode("utf-8", "surrogateescape")
-        name, _, key = raw.partition("\0")
-        return name, key
+        name, _, rest = raw.partition("\0")
+        key, _, extra = rest.partition("\0")
+        return name, key, extra
 
     def records(self, indices: np.ndarray) -> list[Record]:
         """The records at ``indices`` (in that order)."""
         cols = self.columns
         out = []
         for i in np.asarray(indices).tolist():
-            name, key = self.text(i)
+            name, key, extra = self.text(i)
             out.append(Record(int(cols["container"][i]), int(cols["offset"][i]), int(cols["size"][i]),
-                              self.wnids[int(cols["wnid"][i])], name, key))
+                              self.wnids[int(cols["wnid"][i])], name, key, extra))
         return out
 
     def _meta(self) -> bytes:
@@ -178,14 +181,14 @@ class ListingWriter:
             self.containers.append(Container(url, kind, label))
         return found
 
-    def add(self, container: int, offset: int, size: int, wnid: str, name: str, key: str) -> None:
+    def add(self, container: int, offset: int, size: int, wnid: str, name: str, key: str, extra: str = "") -> None:
         wnid_id = self._wnid_ids.get(wnid)
         if wnid_id is None:
             wnid_id = self._wnid_ids[wnid] = len(self._wnids)
             self._wnids.append(wnid)
-        if "\0" in name or "\0" in key:
-            raise SourceError(f"a record name or key holds a NUL character: {name!r}")
-        text = f"{name}\0{key}".encode("utf-8", "surrogateescape")
+        if "\0" in name or "\0" in key or "\0" in extra:
+            raise SourceError(f"a record name, key or column holds a NUL character: {name!r}")
+        text = (f"{name}\0{key}\0{extra}" if extra else f"{name}\0{key}").encode("utf-8", "surrogateescape")
         self._files["text"].write(text)
         self._text_end += len(text)
         p = self._pending
@@ -213,4 +216,4 @@ class ListingWriter:
         return Listing(self.containers, self._wnids, self.folder)
 
 
-__all__ = ["Container", "DAMAGED", "FOLDER", "TAR", "UNKNOWN_SIZE", "Listing", "ListingWriter", "Record"]
+__all__ = ["Container", "DAMAGED", "FOLDER", "TAR", "UNKNOWN_SIZE", "URL", "Listing", "ListingWriter", "Record"]

@@ -49,6 +49,7 @@ class Marker:
     rejected: dict[str, int] = field(default_factory=dict)
     examples: dict[str, list[dict[str, str]]] = field(default_factory=dict)
     fixes: dict[str, int] = field(default_factory=dict)
+    downloads: dict[str, Any] | None = None   # a URL list's shard: its StatusLog summary
 
     @property
     def num_samples(self) -> int:
@@ -62,6 +63,7 @@ class Marker:
             "keys": list(self.keys), "labels": self.labels.astype("<u4").tobytes(),
             "positions": self.positions.astype("<u8").tobytes(), "source_sha256": self.source_sha256,
             "rejected": self.rejected, "examples": self.examples, "fixes": self.fixes,
+            **({"downloads": self.downloads} if self.downloads is not None else {}),
         }, use_bin_type=True)
 
     @classmethod
@@ -82,7 +84,8 @@ class Marker:
                        index_bytes=int(doc["index"][0]), index_sha256=str(doc["index"][1]), keys=keys,
                        labels=labels, positions=positions, source_sha256=sha,
                        rejected={str(k): int(v) for k, v in dict(doc["rejected"]).items()},
-                       examples=dict(doc["examples"]), fixes={str(k): int(v) for k, v in dict(doc["fixes"]).items()})
+                       examples=dict(doc["examples"]), fixes={str(k): int(v) for k, v in dict(doc["fixes"]).items()},
+                       downloads=doc.get("downloads"))
         except ManifestError:
             raise
         except Exception as exc:  # noqa: BLE001 - msgpack and the lookups raise several types

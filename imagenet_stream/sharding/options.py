@@ -12,9 +12,11 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from imagenet_stream import __version__
+from imagenet_stream.curation.download import DownloadPolicy
 from imagenet_stream.curation.registry import Registry
 from imagenet_stream.curation.votes import DEFAULT_MIN_VOTES, VoteTable
 from imagenet_stream.errors import ConfigError
+from imagenet_stream.format.download_status import STATUS_FORMATS
 from imagenet_stream.sharding.backends import BACKENDS
 from imagenet_stream.sharding.plan import PLAN_ALGORITHM
 from imagenet_stream.sharding.verify_image import DEFAULT_MAX_IMAGE_BYTES, VerifyConfig
@@ -59,6 +61,8 @@ class ShardOptions:
     licence: str | None = None              # the images' licence (index.json extra.licence)
     votes: VoteTable | None = None          # human-verification votes (--votes): keep a strict yes majority
     min_votes: int = DEFAULT_MIN_VOTES      # ... of at least this many votes
+    download: DownloadPolicy = DownloadPolicy()  # URL lists: timeouts, retries, per-host limits, robots
+    status_format: str = "auto"             # URL lists' status files: auto | parquet | jsonl
 
     def __post_init__(self) -> None:
         if self.workers < 0:
@@ -76,6 +80,8 @@ class ShardOptions:
             raise ConfigError(f"prefix must match [A-Za-z0-9_-]+ (shards are PREFIX-NNNNNN.tar), got {self.prefix!r}")
         if isinstance(self.min_votes, bool) or not isinstance(self.min_votes, int) or self.min_votes < 0:
             raise ConfigError(f"min_votes must be an int >= 0, got {self.min_votes!r}")
+        if self.status_format not in STATUS_FORMATS:
+            raise ConfigError(f"status_format must be one of {STATUS_FORMATS}, got {self.status_format!r}")
         if self.shard_size < 1:
             raise ConfigError(f"shard_size must be >= 1, got {self.shard_size}")
         if self.max_shard_bytes < MIN_SHARD_BYTES:
@@ -107,6 +113,7 @@ class ShardOptions:
                 "quality": self.quality, "full_decode": self.full_decode, "keep_metadata": self.keep_metadata,
                 "opt_out": self.opt_out.digest() if self.opt_out else None,
                 "votes": [self.votes.digest(), self.min_votes] if self.votes is not None else None,
+                "honor_robots": self.download.honor_robots,
                 "name": self.name,
                 "version": self.version, "prefix": self.prefix, "mtime": self.tar_mtime,
                 "tool": __version__, "plan_algorithm": PLAN_ALGORITHM}

@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 from imagenet_stream.curation.registry import REGISTRY_REASON
 
@@ -20,6 +22,8 @@ REJECT_REASONS = (
     "malformed_jpeg",       # decodes, but its marker stream cannot be parsed to strip its metadata
     "too_few_votes",        # fewer human-verification votes than --min-votes (never read)
     "voted_out",            # no strict majority of yes votes (never read)
+    "failed_to_download",   # a URL list's image could not be downloaded (the error class says why)
+    "skipped_by_robots",    # its server said X-Robots-Tag: noai / noimageai
 )
 
 
@@ -33,6 +37,7 @@ class SourceRecord:
     data: bytes | None = None
     path: str | None = None
     size: int | None = None      # bytes, when the source knows them without reading (tar headers)
+    download: Mapping[str, Any] | None = None  # a downloaded record's status fields (URL lists)
 
     def load(self, max_bytes: int | None = None) -> bytes:
         """The raw file bytes (reads ``path`` when the source did not carry the bytes).
@@ -102,6 +107,7 @@ class Rejected:
     source: str
     reason: str
     detail: str = ""
+    download: Mapping[str, Any] | None = None  # a URL record's download facts, when it was fetched
 
     def __post_init__(self) -> None:
         if self.reason not in REJECT_REASONS and not REGISTRY_REASON.match(self.reason):

@@ -30,11 +30,13 @@ from typing import Any
 
 import numpy as np
 
+from imagenet_stream.curation.download import DownloadPolicy
+from imagenet_stream.curation.votes import verdict
 from imagenet_stream.errors import ImageNetStreamError
 from imagenet_stream.format import Sample, ShardWriter, WrittenShard, index_name, shard_name
 from imagenet_stream.redaction import describe
-from imagenet_stream.curation.votes import verdict
-from imagenet_stream.sharding.listing import DAMAGED, FOLDER, UNKNOWN_SIZE, Container, Record
+from imagenet_stream.sharding.downloads import StatusLog, load_url, sample_fields
+from imagenet_stream.sharding.listing import DAMAGED, FOLDER, UNKNOWN_SIZE, URL, Container, Record
 from imagenet_stream.sharding.markers import Marker, marker_name
 from imagenet_stream.sharding.records import FailedRecord, Rejected, SourceRecord, Verified
 from imagenet_stream.sharding.report import MAX_EXAMPLES
@@ -63,6 +65,9 @@ class RunConfig:
     plan_hash: str
     done_folder: str                    # where the plan's done-markers go, under ``out``
     io_threads: int = 8
+    download: DownloadPolicy = DownloadPolicy()  # how URL-list records are fetched
+    licence: str | None = None          # a downloaded sample's licence when its row gives none
+    status_format: str = "auto"         # download status files: auto (parquet with pyarrow) | parquet | jsonl
 
     def __repr__(self) -> str:  # never shows storage options
         return f"RunConfig(out={self.out!r}, plan={self.plan_hash[:12]}, containers={len(self.containers)})"
@@ -167,12 +172,14 @@ def _source_of(container: Container, record: Record) -> str:
     return f"{container.label}/{record.name}" if container.label else record.name
 
 
-def _load(config: RunConfig, record: Record, key: str) -> SourceRecord:
+def _load(config: RunConfig, record: Record, key: str) -> SourceRecord | Rejected:
     """The record as verify takes it: bytes read, size known, or the reason it could not be read."""
     container = config.containers[record.container]
     source = _source_of(container, record)
     if container.kind == DAMAGED:
         return FailedRecord(source=source, wnid=record.wnid, key=key, error=container.url)
+    if container.kind == URL:
+        return load_url(config.download, config.verify.max_image_bytes, record, key, source)
     size = None if record.size == int(UNKNOWN_SIZE) else record.size
     if size is not None and size > config.verify.max_image_bytes:
         return SourceRecord(source=source, wnid=record.wnid, key=key, size=size)  # too_large, unread
@@ -185,6 +192,8 @@ def _load(config: RunConfig, record: Record, key: str) -> SourceRecord:
 
 def _is_local(config: RunConfig, container: Container) -> bool:
     url = container.url
+    if container.kind == URL:
+        return False
     return container.kind == DAMAGED or "://" not in url or url.startswith("file://")
 
 
@@ -276,9 +285,11 @@ class _DirectStream:
         pass
 
 
-def to_sample(v: Verified, label: int, votes: tuple[int, int] | None = None) -> Sample:
+def to_sample(v: Verified, label: int, votes: tuple[int, int] | None = None,
+              extra: Mapping[str, Any] | None = None) -> Sample:
     """The shard sample of a verified image: metadata ``wnid, source, sha256, width, height, phash``
-    (+ fixes and the source's sha256 when the stored bytes differ from it)."""
+    (+ fixes and the source's sha256 when the stored bytes differ from it, the votes, and a
+    downloaded image's URL, download time and list columns in ``extra``)."""
     meta: dict[str, Any] = {"wnid": v.wnid, "source": v.source, "sha256": v.sha256,
                             "width": v.width, "height": v.height, "phash": v.phash}
     if v.fixes:
@@ -286,6 +297,8 @@ def to_sample(v: Verified, label: int, votes: tuple[int, int] | None = None) -> 
         meta["source_sha256"] = v.source_sha256
     if votes is not None:
         meta["votes"] = list(votes)
+    for name, value in (extra or {}).items():
+        meta.setdefault(name, value)
     return Sample(key=v.key, image=v.image, label=label, meta=meta)
 
 
@@ -302,6 +315,7 @@ class BuiltShard:
     fixes: dict[str, int]
     positions: list[int]
     source_sha256: bytes
+    status: StatusLog
 
 
 def build_shard(config: RunConfig, task: ShardTask) -> BuiltShard:
@@ -314,6 +328,7 @@ def build_shard(config: RunConfig, task: ShardTask) -> BuiltShard:
     kept_sha: list[bytes] = []
     kept_positions: list[int] = []
     seen_here: dict[bytes, str] = {}
+    status = StatusLog()
 
     def reject(r: Rejected) -> None:
         rejected[r.reason] += 1
@@ -326,9 +341,11 @@ def build_shard(config: RunConfig, task: ShardTask) -> BuiltShard:
         writer = ShardWriter(tar.file, name, mtime=config.mtime)
         stream: _TarStream | _DirectStream = _DirectStream(writer) if out.is_local else _TarStream(writer)
         try:
-            for j, record in enumerate(_prefetched(config, task, _vote_rejections(task))):
+            for j, loaded in enumerate(_prefetched(config, task, _vote_rejections(task))):
                 position = task.first_position + j
-                result = record if isinstance(record, Rejected) else verify_record(record, config.verify)
+                listed = task.records[j]
+                is_url = config.containers[listed.container].kind == URL
+                result = loaded if isinstance(loaded, Rejected) else verify_record(loaded, config.verify)
                 if isinstance(result, Verified):
                     digest = bytes.fromhex(result.source_sha256)
                     first = seen_here.get(digest)
@@ -337,11 +354,14 @@ def build_shard(config: RunConfig, task: ShardTask) -> BuiltShard:
                                           f"same bytes as {first}")
                     else:
                         seen_here[digest] = result.key
+                if is_url:
+                    status.add(listed, task.keys[j], result, loaded)
                 if isinstance(result, Rejected):
                     reject(result)
                     continue
+                extra = sample_fields(listed, loaded, config.licence) if is_url else None
                 stream.add(to_sample(result, config.class_index[result.wnid],
-                                     task.votes[j] if task.votes is not None else None))
+                                     task.votes[j] if task.votes is not None else None, extra))
                 fixes.update(result.fixes)
                 kept_sha.append(digest)
                 kept_positions.append(position)
@@ -352,7 +372,7 @@ def build_shard(config: RunConfig, task: ShardTask) -> BuiltShard:
         tar.abort()
         raise
     return BuiltShard(task, name, tar, written, dict(rejected), examples, dict(fixes), kept_positions,
-                      b"".join(kept_sha))
+                      b"".join(kept_sha), status)
 
 
 def commit_shard(config: RunConfig, built: BuiltShard) -> ShardOutcome:
@@ -362,13 +382,16 @@ def commit_shard(config: RunConfig, built: BuiltShard) -> ShardOutcome:
     built.tar.commit()
     index_bytes = written.side_index.to_bytes()
     out.write_atomic(index_name(built.name), index_bytes)
+    downloads = None
+    if built.status:  # a URL list's shard: every URL's outcome beside the shards, before the marker
+        downloads = built.status.summary(built.status.write(out, built.name[: -len(".tar")], config.status_format))
     marker = Marker(plan_hash=config.plan_hash, shard=built.name, number=task.number,
                     first_position=task.first_position, planned=len(task.records),
                     tar_bytes=written.bytes, tar_sha256=written.sha256, index_bytes=len(index_bytes),
                     index_sha256=hashlib.sha256(index_bytes).hexdigest(), keys=written.side_index.keys,
                     labels=np.asarray(written.side_index.labels, dtype=np.uint32),
                     positions=np.asarray(built.positions, dtype=np.uint64), source_sha256=built.source_sha256,
-                    rejected=built.rejected, examples=built.examples, fixes=built.fixes)
+                    rejected=built.rejected, examples=built.examples, fixes=built.fixes, downloads=downloads)
     out.write_atomic(marker_name(config.done_folder, config.prefix, task.number), marker.to_bytes())
     return ShardOutcome(task.number, seen=len(task.records), kept=written.num_samples, bytes=written.bytes,
                         rejected=built.rejected)

@@ -9,6 +9,8 @@ folder of images + ``labels``                        :class:`LabelledFolderSourc
                                                      folders, or flat images + ``labels``
 folder of ``nXXXXXXXX.tar`` files                   :class:`SynsetTarFolderSource` (train tar unpacked)
 ``.csv`` / ``.tsv`` / ``.jsonl`` list of path,wnid   :class:`ListSource` (a local file)
+URL list: ``fall11_urls.txt``, or a table with url   :class:`UrlListSource` (a local file; downloaded
+(``.csv`` / ``.tsv`` / ``.jsonl`` / ``.parquet``)    by the shard tasks)
 ==================================================  ===============================================
 
 Each source's ``list_into(writer, ctx)`` adds its records to a
@@ -36,6 +38,7 @@ from imagenet_stream.sharding.sources.rules import (
 from imagenet_stream.sharding.sources.staged_tar import StagedTar
 from imagenet_stream.sharding.sources.tar import SynsetTarFolderSource, TarSource
 from imagenet_stream.sharding.sources.tar_members import is_tar_name
+from imagenet_stream.sharding.sources.urllist import UrlListSource, is_url_list
 from imagenet_stream.storage import Store
 
 logger = logging.getLogger(__name__)
@@ -43,6 +46,7 @@ logger = logging.getLogger(__name__)
 __all__ = [
     "Source", "open_source", "open_sources", "ListingContext",
     "FolderTreeSource", "LabelledFolderSource", "TarSource", "StagedTar", "SynsetTarFolderSource", "ListSource",
+    "UrlListSource",
     "Labels", "read_labels", "IMAGE_EXTENSIONS", "is_image_name", "is_wnid",
 ]
 
@@ -91,6 +95,8 @@ def _open(spec: str, labels: str | None, cache: dict[str, Labels],
             raise SourceError(f"source {spec!r} does not exist")
         path = os.path.abspath(path)
     name = path.rstrip("/").rsplit("/", 1)[-1]
+    if not remote and is_url_list(path):
+        return UrlListSource(path)
     if not remote and os.path.isfile(path) and is_list_name(name):
         return ListSource(path)
     if is_tar_name(name):
@@ -101,7 +107,7 @@ def _open(spec: str, labels: str | None, cache: dict[str, Labels],
         raise SourceError(f"source {spec!r}: list files must be local (their rows may name remote images)")
     if not remote and os.path.isfile(path):
         raise SourceError(f"source {spec!r}: expected a folder, a tar (.tar, .tar.gz, .tgz, .tar.bz2, .tar.xz) "
-                          f"or a list (.csv, .tsv, .jsonl)")
+                          f"or a list (.csv, .tsv, .jsonl; or a URL list: .txt, .parquet)")
     store = Store(path, storage_options)
     dirs, images, others = scan_folder(store)
     if not (dirs or images or others) and not store.is_folder():
