@@ -11,10 +11,12 @@ Inputs:
     offset of its line; its parents are its ``@`` (hypernym) and ``@i`` (instance hypernym) pointers
     to nouns; its name is its lemmas joined by ", " with underscores read as spaces.
   * timm's wheel, for ``timm/data/_info/imagenet22k_synsets.txt`` (fall11's 21,841 sorted wnids)
-    and ``imagenet_synsets.txt`` (ILSVRC-2012's 1,000 in standard order).
+    and ``imagenet_synsets.txt`` (ILSVRC-2012's 1,000 in standard order), plus the class orders of
+    pretrained heads (:data:`NAMED_MEMBERS`: ImageNet-21K-P from fall11 and winter21, ImageNet-12k,
+    Google's 21,843 of BiT/ViT, ImageNet-A and ImageNet-R), kept as named spaces, in their order.
 
 Output: ``wordnet.msgpack.gz`` (see ``imagenet_stream/hierarchy/graph.py`` for the layout), holding
-every fall11 and ILSVRC synset and all their ancestors up to ``n00001740`` (entity). The output is
+every synset of those lists and all their ancestors up to ``n00001740`` (entity). The output is
 deterministic: the same inputs give the same bytes (gzip mtime 0, no file name, sorted nodes).
 """
 from __future__ import annotations
@@ -37,6 +39,15 @@ ROOT = "n00001740"
 IN21K_MEMBER = "timm/data/_info/imagenet22k_synsets.txt"
 IN1K_MEMBER = "timm/data/_info/imagenet_synsets.txt"
 PARENT_POINTERS = ("@", "@i")
+#: Named class spaces (the orders of pretrained heads) and their lists in timm's wheel.
+NAMED_MEMBERS = {
+    "in21k-p": "timm/data/_info/imagenet21k_miil_synsets.txt",       # MIIL ImageNet-21K-P, fall11: 11,221
+    "in21k-p-w21": "timm/data/_info/imagenet21k_miil_w21_synsets.txt",  # ... from winter21: 10,450
+    "in12k": "timm/data/_info/imagenet12k_synsets.txt",              # timm's ImageNet-12k: 11,821
+    "in21k-goog": "timm/data/_info/imagenet21k_goog_synsets.txt",    # Google BiT/ViT in21k heads: 21,843
+    "imagenet-a": "timm/data/_info/imagenet_a_synsets.txt",          # ImageNet-A's 200 (in1k order)
+    "imagenet-r": "timm/data/_info/imagenet_r_synsets.txt",          # ImageNet-R's 200 (in1k order)
+}
 _WNID_RE = re.compile(r"^n\d{8}$")
 
 
@@ -89,6 +100,22 @@ def read_wnid_list(text: str, what: str) -> list[str]:
     return wnids
 
 
+def read_named_lists(wheel: Path) -> tuple[dict[str, list[str]], dict[str, str]]:
+    """``({space name: wnids in head order}, {space name: sha256 of its list file})`` from timm's wheel
+    (a list the wheel lacks is left out, with a warning: the cross-check tests then say so)."""
+    lists, digests = {}, {}
+    with zipfile.ZipFile(wheel) as zf:
+        present = set(zf.namelist())
+        for name, member in NAMED_MEMBERS.items():
+            if member not in present:
+                print(f"warning: {wheel.name} has no {member}: space {name} not built", file=sys.stderr)
+                continue
+            raw = zf.read(member)
+            lists[name] = read_wnid_list(raw.decode("ascii"), member)
+            digests[name] = hashlib.sha256(raw).hexdigest()
+    return lists, digests
+
+
 def read_timm_lists(wheel: Path) -> tuple[list[str], list[str], str, str]:
     """(in21k, in1k, sha256 of the in21k list file, sha256 of the in1k list file) from timm's wheel."""
     with zipfile.ZipFile(wheel) as zf:
@@ -123,10 +150,12 @@ def _u32(values: list[int]) -> bytes:
     return struct.pack(f"<{len(values)}I", *values)
 
 
-def build_payload(data_noun: bytes, in21k: list[str], in1k: list[str], lists_sha256: dict[str, str]) -> bytes:
+def build_payload(data_noun: bytes, in21k: list[str], in1k: list[str], lists_sha256: dict[str, str],
+                  named: dict[str, list[str]] | None = None) -> bytes:
     """The msgpack payload (uncompressed) for the given inputs."""
     synsets = parse_data_noun(data_noun)
-    nodes = closure(synsets, in21k + in1k)
+    named = named or {}
+    nodes = closure(synsets, in21k + in1k + [w for wnids in named.values() for w in wnids])
     index = {wnid: i for i, wnid in enumerate(nodes)}
     ptr = [0]
     idx: list[int] = []
@@ -142,6 +171,7 @@ def build_payload(data_noun: bytes, in21k: list[str], in1k: list[str], lists_sha
             "in21k_sha256": lists_sha256["in21k"],
             "in1k": f"timm {IN1K_MEMBER}",
             "in1k_sha256": lists_sha256["in1k"],
+            **{f"space {name}": f"timm {NAMED_MEMBERS[name]} sha256 {lists_sha256[name]}" for name in named},
         },
         "root": index[ROOT],
         "wnids": "\n".join(nodes),
@@ -150,6 +180,7 @@ def build_payload(data_noun: bytes, in21k: list[str], in1k: list[str], lists_sha
         "parent_idx": _u32(idx),
         "in21k": _u32([index[w] for w in in21k]),
         "in1k": _u32([index[w] for w in in1k]),
+        "spaces": {name: _u32([index[w] for w in wnids]) for name, wnids in sorted(named.items())},
     }
     return msgpack.packb(doc, use_bin_type=True)
 
@@ -157,7 +188,8 @@ def build_payload(data_noun: bytes, in21k: list[str], in1k: list[str], lists_sha
 def build(wordnet: Path, timm_wheel: Path, out_dir: Path) -> Path:
     """Write ``out_dir/wordnet.msgpack.gz``; returns its path."""
     in21k, in1k, sha21k, sha1k = read_timm_lists(timm_wheel)
-    payload = build_payload(wordnet.read_bytes(), in21k, in1k, {"in21k": sha21k, "in1k": sha1k})
+    named, named_sha = read_named_lists(timm_wheel)
+    payload = build_payload(wordnet.read_bytes(), in21k, in1k, {"in21k": sha21k, "in1k": sha1k, **named_sha}, named)
     out_dir.mkdir(parents=True, exist_ok=True)
     target = out_dir / DATA_NAME
     target.write_bytes(gzip.compress(payload, compresslevel=9, mtime=0))

@@ -12,12 +12,14 @@ from imagenet_stream._lazy import lazy_exports
 from imagenet_stream.hierarchy.class_hierarchy import Hierarchy
 from imagenet_stream.hierarchy.graph import WordNetGraph, load_graph
 from imagenet_stream.hierarchy.spaces import (
+    NAMED_SPACES,
     STANDARD_SPACES,
     ClassSpace,
     choose_space,
     is_known_wnid,
     load_space,
     standard_space,
+    subset_indices,
 )
 from imagenet_stream.hierarchy.tree import SpaceTables, build_tables
 
@@ -25,9 +27,9 @@ if TYPE_CHECKING:
     from imagenet_stream.hierarchy import losses, metrics
     from imagenet_stream.hierarchy.targets import HierarchicalTargets
 
-__all__ = ["STANDARD_SPACES", "ClassSpace", "HierarchicalTargets", "Hierarchy", "SpaceTables", "WordNetGraph",
+__all__ = ["NAMED_SPACES", "STANDARD_SPACES", "ClassSpace", "HierarchicalTargets", "Hierarchy", "SpaceTables", "WordNetGraph",
            "build_tables", "choose_space", "is_known_wnid", "load_graph", "load_space", "losses", "metrics",
-           "standard_space"]
+           "standard_space", "subset_indices"]
 
 __getattr__ = lazy_exports(__name__, {"HierarchicalTargets": "imagenet_stream.hierarchy.targets",
                                        "losses": "imagenet_stream.hierarchy.losses",

@@ -7,7 +7,7 @@ this hierarchy's class space. Unknown wnids raise KeyError naming them. See docs
 """
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from functools import cached_property, lru_cache
 from typing import Any
 
@@ -66,13 +66,16 @@ class Hierarchy:
         return _standard("in22k")
 
     @classmethod
-    def for_space(cls, space: ClassSpace | str) -> Hierarchy:
-        """A hierarchy over ``space``: a ClassSpace, a standard name, or a class-list file (see load_space).
+    def for_space(cls, space: ClassSpace | str | Sequence[str]) -> Hierarchy:
+        """A hierarchy over ``space``: a ClassSpace, a standard or named space (``"in21k-p"``), a
+        class-list file (see load_space), or a list of wnids such as ``ImageNetStream(...).classes``.
 
         Standard spaces give shared cached objects. SourceError when a class is not in the shipped graph.
         """
-        if isinstance(space, str) and space in ("in1k", "in21k", "in22k"):
+        if isinstance(space, str) and space in STANDARD_SPACES:
             return _standard(space)
+        if not isinstance(space, (str, ClassSpace)) and isinstance(space, Sequence):
+            return cls.for_classes(space)
         if not isinstance(space, ClassSpace):
             space = load_space(space)
         if space.is_standard and space == standard_space(space.id):

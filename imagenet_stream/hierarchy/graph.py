@@ -53,6 +53,8 @@ class WordNetGraph:
         self.parent_idx = _u32(doc["parent_idx"])
         self.in21k_nodes = _u32(doc["in21k"])
         self.in1k_nodes = _u32(doc["in1k"])
+        #: Named class spaces (pretrained heads' orders): name -> node indices in head order.
+        self.named_spaces: dict[str, np.ndarray] = {str(k): _u32(v) for k, v in doc.get("spaces", {}).items()}
         if (len(self.names) != n or len(self.parent_ptr) != n + 1
                 or self.parent_ptr[-1] != len(self.parent_idx)):
             raise ImageNetStreamError(f"hierarchy data is inconsistent: {n} wnids, {len(self.names)} names, "

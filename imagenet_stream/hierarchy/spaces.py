@@ -10,6 +10,21 @@ Standard spaces (all shipped as package data, see docs/HIERARCHY.md):
 * ``in22k`` — Microsoft's 21,842: the 1,000 ILSVRC classes first in ILSVRC order, then the rest of
   fall11 sorted, so ``in22k`` index ``i`` equals ``in1k`` index ``i`` for ``i < 1000``.
 
+The class orders of pretrained heads (package data too, from timm's wheel, entry by entry as the
+models use them; usable wherever a standard space is: ``classes=`` of the streamer, ``--classes`` of
+the sharder, :meth:`Hierarchy.for_space`):
+
+* ``in21k-p`` — ImageNet-21K-P (Ridnik et al. 2021, MIIL; timm's ``*_in21k_miil`` weights): the
+  11,221 fall11 classes with at least 500 images, sorted. ``in21k-p-w21`` — the same recipe on
+  winter21: 10,450 classes.
+* ``in12k`` — timm's ImageNet-12k: 11,821 classes (its ``*.in12k`` heads).
+* ``in21k-goog`` — Google's 21,843-entry order of BiT/ViT in21k checkpoints: fall11's 21,841 plus
+  n03931044 (picture, image, icon) and n09859684 (bleacher), both WordNet 3.0 nouns outside fall11.
+  They are real synsets, so the shipped graph holds them (and their ancestors) too: a dataset of
+  fall11 images simply has no samples of those two classes, and their logits never get a target.
+* ``imagenet-a`` / ``imagenet-r`` — the 200 classes of ImageNet-A and ImageNet-R, in in1k order
+  (:func:`subset_indices` gives their positions in ``in1k`` to slice a 1,000-way head).
+
 Custom spaces (id ``custom:<name>``) come from a text file, one wnid per line (:func:`load_space`).
 """
 from __future__ import annotations
@@ -20,11 +35,15 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 
+import numpy as np
+
 from imagenet_stream.errors import SourceError
 from imagenet_stream.format.manifest import wnids_sha256
 from imagenet_stream.hierarchy.graph import load_graph
 
-STANDARD_SPACES = ("in1k", "in21k", "in22k")
+#: The pretrained heads' class orders shipped as named spaces (module docstring).
+NAMED_SPACES = ("in21k-p", "in21k-p-w21", "in12k", "in21k-goog", "imagenet-a", "imagenet-r")
+STANDARD_SPACES = ("in1k", "in21k", "in22k") + NAMED_SPACES
 CUSTOM_PREFIX = "custom:"
 _WNID_RE = re.compile(r"^n\d{8}$")
 
@@ -107,6 +126,8 @@ def standard_space(name: str) -> ClassSpace:
     if name not in STANDARD_SPACES:
         raise SourceError(f"unknown class space {name!r}; standard spaces are {', '.join(STANDARD_SPACES)}")
     graph = load_graph()
+    if name in NAMED_SPACES:
+        return ClassSpace(name, tuple(graph.node_wnids[i] for i in graph.named_spaces[name]))
     in1k = tuple(graph.node_wnids[i] for i in graph.in1k_nodes)
     if name == "in1k":
         return ClassSpace("in1k", in1k)
@@ -165,6 +186,19 @@ def choose_space(wnids: Iterable[str]) -> ClassSpace:
         if all(w in space for w in known):
             return space
     return in22k  # in22k = in1k ∪ in21k holds them all
+
+
+def subset_indices(src: ClassSpace | str, dst: ClassSpace | str) -> np.ndarray:
+    """The index in ``src`` of each class of ``dst``, in ``dst``'s order: ``logits[:, subset_indices(
+    "in1k", "imagenet-a")]`` turns 1,000-way logits into ImageNet-A's 200, whose argmax is then an
+    ImageNet-A class index. SourceError naming the classes ``src`` lacks."""
+    src_space = src if isinstance(src, ClassSpace) else load_space(src)
+    dst_space = dst if isinstance(dst, ClassSpace) else load_space(dst)
+    missing = [w for w in dst_space.wnids if w not in src_space]
+    if missing:
+        raise SourceError(f"{len(missing)} class(es) of {dst_space.id!r} are not in {src_space.id!r}, "
+                          f"e.g. {', '.join(missing[:5])}")
+    return np.array([src_space.index(w) for w in dst_space.wnids], dtype=np.int64)
 
 
 def is_known_wnid(wnid: str) -> bool:

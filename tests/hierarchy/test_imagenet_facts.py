@@ -73,8 +73,9 @@ def test_in1k_counts(in1k: Hierarchy) -> None:
 
 
 def test_graph_is_exactly_the_closure(in21k: Hierarchy, in1k: Hierarchy) -> None:
-    wanted = set(in21k.class_nodes.tolist()) | set(in1k.class_nodes.tolist())
-    wanted |= _ancestor_union(in21k) | _ancestor_union(in1k)
+    goog = Hierarchy.for_space("in21k-goog")  # fall11 + picture + bleacher: every named space's classes
+    wanted = set(in21k.class_nodes.tolist()) | set(in1k.class_nodes.tolist()) | set(goog.class_nodes.tolist())
+    wanted |= _ancestor_union(in21k) | _ancestor_union(in1k) | _ancestor_union(goog)
     assert wanted == set(range(in21k.num_nodes))
     assert list(in21k.node_wnids) == sorted(in21k.node_wnids)
 

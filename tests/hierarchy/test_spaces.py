@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 from imagenet_stream.errors import SourceError
 from imagenet_stream.format import wnids_sha256
 from imagenet_stream.hierarchy import (
+    NAMED_SPACES,
     STANDARD_SPACES,
     ClassSpace,
     choose_space,
@@ -25,9 +26,12 @@ IN22K = standard_space("in22k")
 
 
 def test_standard_sizes_and_ids() -> None:
-    assert STANDARD_SPACES == ("in1k", "in21k", "in22k")
+    assert STANDARD_SPACES[:3] == ("in1k", "in21k", "in22k") and STANDARD_SPACES[3:] == NAMED_SPACES
     sizes = [(s.id, len(s)) for s in (IN1K, IN21K, IN22K)]
     assert sizes == [("in1k", 1000), ("in21k", 21841), ("in22k", 21842)]
+    named = {name: len(standard_space(name)) for name in NAMED_SPACES}
+    assert named == {"in21k-p": 11221, "in21k-p-w21": 10450, "in12k": 11821, "in21k-goog": 21843,
+                     "imagenet-a": 200, "imagenet-r": 200}
     assert all(s.is_standard for s in (IN1K, IN21K, IN22K))
 
 
@@ -66,10 +70,10 @@ def test_sha256_matches_manifest_checksum() -> None:
 
 
 def test_unknown_standard_name() -> None:
-    with pytest.raises(SourceError, match="in12k"):
-        standard_space("in12k")
-    with pytest.raises(ValueError, match="in12k"):
-        load_space("in12k")
+    with pytest.raises(SourceError, match="in42k"):
+        standard_space("in42k")
+    with pytest.raises(ValueError, match="in42k"):
+        load_space("in42k")
 
 
 def test_classspace_validation() -> None:

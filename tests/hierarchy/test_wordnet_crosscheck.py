@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from imagenet_stream.hierarchy import Hierarchy, standard_space
+from imagenet_stream.hierarchy import Hierarchy, standard_space, subset_indices
 
 DATA_NOUN = Path("/usr/share/wordnet/data.noun")
 REPO = Path(__file__).resolve().parents[2]
@@ -96,6 +96,27 @@ def test_class_lists_match_timm() -> None:
     assert standard_space("in21k").wnids == tuple(in21k)
     assert standard_space("in1k").wnids == tuple(in1k)
     assert standard_space("in22k").wnids == tuple(ms22k)  # Microsoft's order, as timm ships it
+
+
+@needs_wheel
+def test_named_spaces_are_the_wheels_lists_entry_by_entry() -> None:
+    """Each pretrained head's class order equals timm's list, and the subset indices of ImageNet-A
+    and ImageNet-R in in1k equal timm's index files."""
+    members = {"in21k-p": "imagenet21k_miil_synsets.txt", "in21k-p-w21": "imagenet21k_miil_w21_synsets.txt",
+               "in12k": "imagenet12k_synsets.txt", "in21k-goog": "imagenet21k_goog_synsets.txt",
+               "imagenet-a": "imagenet_a_synsets.txt", "imagenet-r": "imagenet_r_synsets.txt"}
+    with zipfile.ZipFile(_timm_wheel()) as zf:
+        def read(name: str) -> list[str]:
+            return zf.read(f"timm/data/_info/{name}").decode("ascii").split()
+
+        for space, member in members.items():
+            assert standard_space(space).wnids == tuple(read(member)), space
+        for space in ("imagenet-a", "imagenet-r"):
+            indices = [int(i) for i in read(f"{space.replace('-', '_')}_indices.txt")]
+            assert subset_indices("in1k", space).tolist() == indices
+        to_22k = [int(i) for i in read("imagenet21k_goog_to_22k_indices.txt")]
+    goog = standard_space("in21k-goog").wnids
+    assert [goog[i] for i in to_22k] == list(standard_space("in21k").wnids)  # timm's own map agrees
 
 
 @needs_wordnet
