@@ -28,6 +28,7 @@ benchmarks/RESULTS.md (``--results``).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import hashlib
 import json
 import os
@@ -204,13 +205,90 @@ def check_tiling(view: EpochView, positions: np.ndarray, starts: np.ndarray, ran
     return {"ok": ok, "left_out": left_out, "max_seen": int(seen.max())}
 
 
+SPLIT_BEGIN, SPLIT_END = "<!-- split-scale:begin -->", "<!-- split-scale:end -->"
+
+
+def split_figures(folder: Path, manifest: Manifest, labels: np.ndarray) -> list[str]:
+    """The ImageNet-21K-P recipe (N = 500, K = 50, first by key) on the simulated dataset: the plan's
+    time and heap, what each version stores (its overlay), and opening the val version as a job
+    would (time, heap, bytes pickled into each worker). Keys are the synthetic ``<wnid>_<id>``."""
+    from imagenet_stream.curation.split import plan_split, target_space
+    from imagenet_stream.format import EXCLUSIONS_NAME, ClassesInfo
+    from imagenet_stream.format.manifest import ExclusionsEntry
+    from imagenet_stream.format.overlay import encode_exclusions
+
+    wnids = manifest.classes.wnids
+    starts = np.concatenate([[0], np.cumsum(manifest.sample_counts)]).astype(np.int64)
+    lab = labels.astype(np.int64)
+
+    def keys_of(s: int) -> list[str]:
+        return [f"{wnids[c]}_{starts[s] + i}" for i, c in enumerate(lab[starts[s]:starts[s + 1]].tolist())]
+
+    available = np.ones(lab.size, dtype=bool)
+    plan, plan_s = timed(lambda: plan_split(lab, available, keys_of, starts, holdout_per_class=50,
+                                             min_class_images=500, select="first", seed=0, num_classes=len(wnids)))
+    _, plan_heap = heap(lambda: plan_split(lab, available, keys_of, starts, holdout_per_class=50,
+                                           min_class_images=500, select="first", seed=0, num_classes=len(wnids)))
+    rows = []
+    val_dir = folder / "val"
+    val_dir.mkdir()
+    for name, part in (("train", plan.train_ids), ("val", plan.val_ids)):
+        held = np.zeros(lab.size, dtype=bool)
+        held[part] = True
+        excluded = np.flatnonzero(~held)
+        (data, dtype), enc_s = timed(lambda: encode_exclusions(excluded, lab.size))
+        ids_bytes = excluded.size * 4
+        rows.append(f"| {name} | {part.size:,} | {excluded.size:,} | {dtype}: {len(data) / 1e6:.2f} MB "
+                    f"(ids would be {ids_bytes / 1e6:.1f} MB) | {enc_s:.2f} s |")
+        if name == "val":
+            kept = tuple(wnids[c] for c in plan.kept_classes.tolist())
+            counts = np.bincount(lab[part], minlength=len(wnids))
+            version = dataclasses.replace(
+                manifest, format_version=2, shards_at=str(folder), indexes_at=str(folder),
+                class_counts=tuple(int(c) for c in counts),
+                targets=target_space(kept) if kept else ClassesInfo("custom:split", ("n00000000",)),
+                exclusions=ExclusionsEntry(EXCLUSIONS_NAME, dtype, int(excluded.size), len(data),
+                                           hashlib.sha256(data).hexdigest(), {"split": int(excluded.size)}))
+            (val_dir / EXCLUSIONS_NAME).write_bytes(data)
+            (val_dir / LABELS_NAME).write_bytes((folder / LABELS_NAME).read_bytes())
+            (val_dir / MANIFEST_NAME).write_text(version.to_json())
+
+    def open_val():
+        return ImageNetStream(str(val_dir), batch_size=BATCH, transform=None, seed=1)
+
+    ds, open_s = timed(open_val)
+    _, open_heap = heap(open_val)
+    per_class = np.bincount(lab[plan.val_ids], minlength=len(wnids))[plan.kept_classes]
+    exact = bool(len(ds) == 50 * len(plan.kept_classes) and np.all(per_class == 50)
+                 and ds.classes == sorted(wnids[c] for c in plan.kept_classes.tolist()))
+    return ["", f"`--recipe in21k-p` on it (N = 500, K = 50, first by key): {len(plan.kept_classes):,} classes "
+            f"kept, {plan.dropped_classes:,} dropped; plan {plan_s:.1f} s (reading 14.2k side indexes' keys, "
+            f"here generated), its heap {plan_heap / 1e6:.0f} MB (measured in a second, traced run).", "",
+            "| version | samples | excluded | its overlay | encode |", "|---|---|---|---|---|", *rows, "",
+            f"Opening the val version ({len(ds):,} samples, {ds.num_classes:,} classes in its own space; "
+            + ("exactly 50 per kept class" if exact else "**NOT** 50 per kept class") + "): "
+            f"{open_s:.2f} s, heap {open_heap / 1e6:.0f} MB in the launching process, "
+            f"{len(pickle.dumps(ds)) / 1e6:.2f} MB pickled into each worker."]
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--samples", type=int, default=14_200_000)
     p.add_argument("--per-shard", type=int, default=1000)
     p.add_argument("--ranks", default="8,64,1024")
     p.add_argument("--results", default=str(HERE / "RESULTS.md"), help="'' to only print")
+    p.add_argument("--split-only", action="store_true", help="only the split (21K-P recipe) figures")
     args = p.parse_args()
+    if args.split_only:
+        with tempfile.TemporaryDirectory() as tmp:
+            manifest, labels = write_dataset(Path(tmp), args.samples, args.per_shard)
+            body = "\n".join(split_figures(Path(tmp), manifest, labels)).strip()
+        body += f"\n\nCommand: `python benchmarks/stream_scale.py --samples {args.samples} --split-only`."
+        print(body)
+        if args.results:
+            report.replace_section(args.results, SPLIT_BEGIN, SPLIT_END, body,
+                                   "\n## Splits as versions at scale (`benchmarks/stream_scale.py --split-only`)\n\n")
+        return
     ranks_list = [int(r) for r in args.ranks.split(",")]
     lines: list[str] = []
     with tempfile.TemporaryDirectory() as tmp:

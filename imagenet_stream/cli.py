@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from imagenet_stream import __version__
 
 #: Command modules under imagenet_stream/commands/, in the order ``--help`` lists them.
-COMMANDS: tuple[str, ...] = ("shard", "index", "exclude", "dedup", "inspect", "demo", "bench")
+COMMANDS: tuple[str, ...] = ("shard", "index", "exclude", "split", "dedup", "inspect", "demo", "bench")
 
 
 def build_parser() -> argparse.ArgumentParser:

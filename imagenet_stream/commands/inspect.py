@@ -51,6 +51,9 @@ def summarize(manifest: Manifest, url: str) -> str:
         f"(sha256 {m.classes.sha256[:12]}…)",
         f"shards    {len(m.shards)}, {format_size(m.total_bytes)} ({m.total_bytes} bytes)",
     ]
+    if m.targets is not None:
+        lines.insert(-1, f"targets   {m.targets.num_classes} classes in space {m.targets.space} (this version's own; "
+                         "streamed targets index it)")
     if m.shards:
         sizes = m.sample_counts
         lines.append(f"          {m.shards[0].name} … {m.shards[-1].name}, "

@@ -19,31 +19,27 @@ one the parent already excluded keeps the parent's reason. No selector reads a s
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, replace
-from datetime import datetime, timezone
+from dataclasses import dataclass
 
 import numpy as np
 from tqdm import tqdm
 
-from imagenet_stream import __version__
 from imagenet_stream.curation.duplicates import dedup_exclusions, read_report
 from imagenet_stream.curation.registry import DEFAULT_REASON, REGISTRY_REASON, parse_registry
+from imagenet_stream.curation.versions import new_version_store, open_parent, write_version
 from imagenet_stream.errors import ConfigError
-from imagenet_stream.format import EXCLUSIONS_NAME, LABELS_NAME, MANIFEST_NAME, Manifest
+from imagenet_stream.format import Manifest
 from imagenet_stream.format.download_status import read_status_rows
-from imagenet_stream.format.manifest import ExclusionsEntry
-from imagenet_stream.format.overlay import encode_exclusions, load_exclusions
+from imagenet_stream.format.overlay import sorted_unique
 from imagenet_stream.storage import Store
 from imagenet_stream.streaming.classes import resolve_classes
-from imagenet_stream.streaming.roots import Source, labels_per_shard, manifest_source, source_reader
-from imagenet_stream.urls import absolute_url
+from imagenet_stream.streaming.roots import Source, source_reader
 
 log = logging.getLogger(__name__)
 
@@ -179,21 +175,12 @@ def exclude(parent_url: str, out_url: str, *, synsets: Sequence[str] = (), keys:
     """Write a new version of ``parent_url`` at ``out_url`` with more samples excluded (module docstring)."""
     if not synsets and not keys and not sha256 and not urls and not from_dedup:
         raise ConfigError("nothing to exclude: give synsets, keys, sha256 digests, URLs and/or a dedup report")
-    if absolute_url(parent_url).rstrip("/") == absolute_url(out_url).rstrip("/"):
-        raise ConfigError("the new version must go to another folder: the parent is never modified")
-    options = dict(storage_options or {})
-    parent = Store(parent_url, options)
-    raw_parent = parent.read(MANIFEST_NAME) if parent.exists(MANIFEST_NAME) else None
-    if raw_parent is None:
-        raise ConfigError(f"{parent.url_of(MANIFEST_NAME)} not found: not a dataset root")
-    manifest = Manifest.from_json(raw_parent, where=parent.url_of(MANIFEST_NAME))
-    source = manifest_source(parent, manifest)
-    out = Store(out_url, options)
-    if out.exists(MANIFEST_NAME):
-        raise ConfigError(f"{out.url_of(MANIFEST_NAME)} exists: choose a new folder for the new version")
+    opened = open_parent(parent_url, storage_options)
+    parent, manifest, source = opened.store, opened.manifest, opened.source
+    out = new_version_store(opened, out_url, storage_options)
 
-    before = load_exclusions(parent, manifest)
-    labels = np.concatenate(labels_per_shard(source, parent)).astype(np.int64)
+    before = opened.excluded()
+    labels = opened.labels()
     selected: list[tuple[str, np.ndarray]] = []
     if synsets:
         selected.append((synset_reason, _synset_ids(manifest, labels, synsets)))
@@ -214,46 +201,25 @@ def exclude(parent_url: str, out_url: str, *, synsets: Sequence[str] = (), keys:
     if from_dedup:
         summary, rows = read_report(from_dedup)
         reported = (summary.get("dataset") or {}).get("index_sha256")
-        if reported != hashlib.sha256(raw_parent).hexdigest():
+        if reported != opened.sha256:
             raise ConfigError(f"the dedup report in {from_dedup} is of another dataset or version "
                               f"({(summary.get('dataset') or {}).get('url')}); run dedup on {parent.display_url}")
         selected += sorted((reason, ids) for reason, ids in dedup_exclusions(summary, rows).items() if ids.size)
     taken = before.copy()
     added: dict[str, int] = {}
     for reason, ids in selected:
-        new = np.setdiff1d(np.unique(ids), taken, assume_unique=True)
+        new = np.setdiff1d(sorted_unique(ids), taken, assume_unique=True)
         if new.size:
             added[reason] = added.get(reason, 0) + int(new.size)
-            taken = np.union1d(taken, new)
+            taken = sorted_unique(np.concatenate([taken, new]))
     reasons = Counter(dict(manifest.exclusions.reasons) if manifest.exclusions else {})
     reasons.update(added)
-    data, dtype = encode_exclusions(taken, manifest.num_samples)
-    kept = np.ones(manifest.num_samples, dtype=bool)
-    kept[taken] = False
-    counts = np.bincount(labels[kept], minlength=manifest.classes.num_classes)
-    step = {"parent": absolute_url(parent.url), "parent_name": manifest.name, "parent_version": manifest.version,
-            "parent_sha256": hashlib.sha256(raw_parent).hexdigest(), "excluded": dict(added),
-            "synsets": list(synsets), "keys_listed": len(keys or {}), "keys_unmatched": unmatched,
-            "sha256_listed": len(sha256 or {}), "sha256_unmatched": unmatched_digests,
-            "urls_listed": len(urls or {}), "urls_unmatched": unmatched_urls,
-            "dedup_report": from_dedup and os.path.abspath(from_dedup),
-            "tool": f"imagenet-stream {__version__}"}
-    if note:
-        step["note"] = note
-    extra = dict(manifest.extra)
-    extra["lineage"] = list(manifest.extra.get("lineage") or []) + [step]
-    new_manifest = replace(
-        manifest, version=version or f"{manifest.version}.1", format_version=2,
-        created=datetime.now(timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z"),
-        class_counts=tuple(int(c) for c in counts), shards_at=absolute_url(source.shards_root),
-        indexes_at=absolute_url(source.indexes_root), extra=extra,
-        exclusions=ExclusionsEntry(EXCLUSIONS_NAME, dtype, int(taken.size), len(data),
-                                   hashlib.sha256(data).hexdigest(), dict(reasons)))
-    out.makedirs()
-    if manifest.labels is not None:
-        out.write_atomic(LABELS_NAME, parent.read(manifest.labels.name))
-    out.write_atomic(EXCLUSIONS_NAME, data)
-    out.write_atomic(MANIFEST_NAME, new_manifest.to_json().encode())  # last: the version exists once it is there
+    step = opened.step(excluded=dict(added), synsets=list(synsets), keys_listed=len(keys or {}),
+                       keys_unmatched=unmatched, sha256_listed=len(sha256 or {}), sha256_unmatched=unmatched_digests,
+                       urls_listed=len(urls or {}), urls_unmatched=unmatched_urls,
+                       dedup_report=from_dedup and os.path.abspath(from_dedup), **({"note": note} if note else {}))
+    new_manifest = write_version(opened, out, excluded=taken, reasons=reasons, labels=labels, step=step,
+                                 version=version or f"{manifest.version}.1")
     log.info("%s: version %s excludes %d more sample(s) (%s) over the shards of %s", out.display_url,
              new_manifest.version, sum(added.values()), json.dumps(added), parent.display_url)
     return Excluded(new_manifest, added, unmatched)

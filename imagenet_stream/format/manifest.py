@@ -58,6 +58,8 @@ class ClassesInfo:
 
 
 _SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
+#: The exclusion overlay's bitmap encoding: bit ``i`` (little-endian within each byte) excludes sample ``i``.
+BITS = "bits"
 _URL_RE = re.compile(r"^[a-z][a-z0-9+.-]*://[^\s]+$")
 
 
@@ -123,7 +125,7 @@ class ExclusionsEntry:
     """
 
     name: str
-    dtype: str                 # "<u4" (fewer than 2**32 samples) or "<u8"
+    dtype: str                 # "<u4" (fewer than 2**32 samples) or "<u8": the ids; "bits": one bit per sample
     count: int
     bytes: int
     sha256: str
@@ -132,10 +134,10 @@ class ExclusionsEntry:
     def __post_init__(self) -> None:
         if self.name != EXCLUSIONS_NAME:
             raise ManifestError(f"manifest exclusions: name must be {EXCLUSIONS_NAME!r}, got {self.name!r}")
-        if self.dtype not in ("<u4", "<u8"):
-            raise ManifestError(f"manifest exclusions: dtype must be '<u4' or '<u8', got {self.dtype!r}")
+        if self.dtype not in ("<u4", "<u8", BITS):
+            raise ManifestError(f"manifest exclusions: dtype must be '<u4', '<u8' or 'bits', got {self.dtype!r}")
         _check_file_fields(self.name, self.bytes, self.sha256, self.count)
-        if self.bytes != self.count * int(self.dtype[-1]):
+        if self.dtype != BITS and self.bytes != self.count * int(self.dtype[-1]):
             raise ManifestError(f"manifest exclusions: {self.count} ids of {self.dtype} cannot take {self.bytes} bytes")
         if not isinstance(self.reasons, dict) or sum(int(v) for v in self.reasons.values()) != self.count:
             raise ManifestError(f"manifest exclusions: reasons {self.reasons!r} do not add up to {self.count}")
@@ -157,6 +159,7 @@ class Manifest:
     exclusions: ExclusionsEntry | None = None
     shards_at: str | None = None     # the URL of the folder holding the shard tars (None: this folder)
     indexes_at: str | None = None    # ... and their side indexes (None: this folder)
+    targets: ClassesInfo | None = None  # a version's own class space (split): targets index it by wnid
 
     def __post_init__(self) -> None:
         if self.format_version not in READABLE_FORMATS:
@@ -207,9 +210,12 @@ class Manifest:
                           "sha256": self.classes.sha256, "wnids": list(self.classes.wnids)}
         doc["class_counts"] = list(self.class_counts)
         doc["shards"] = [asdict(s) for s in self.shards]
-        order = ["format_version", "name", "version", "created", "tool", "num_samples", "classes",
+        if self.targets is not None:
+            doc["targets"] = {"space": self.targets.space, "num_classes": self.targets.num_classes,
+                              "sha256": self.targets.sha256, "wnids": list(self.targets.wnids)}
+        order = ["format_version", "name", "version", "created", "tool", "num_samples", "classes", "targets",
                  "class_counts", "labels", "exclusions", "shards_at", "indexes_at", "shards", "extra"]
-        for optional in ("exclusions", "shards_at", "indexes_at"):
+        for optional in ("targets", "exclusions", "shards_at", "indexes_at"):
             if doc[optional] is None:
                 order.remove(optional)
         return json.dumps({k: doc[k] for k in order}, separators=(",", ":"))
@@ -247,13 +253,15 @@ class Manifest:
                 raise ManifestError(f"{where}: classes.num_classes disagrees with the wnid list")
             labels = LabelsEntry(**doc["labels"]) if doc.get("labels") else None
             exclusions = ExclusionsEntry(**doc["exclusions"]) if doc.get("exclusions") else None
+            t = doc.get("targets")
+            targets = ClassesInfo(space=t["space"], wnids=tuple(t["wnids"]), sha256=t["sha256"]) if t else None
             return cls(
                 name=doc["name"], version=doc["version"], created=doc["created"], tool=doc["tool"],
                 classes=classes, num_samples=int(doc["num_samples"]),
                 class_counts=tuple(int(x) for x in doc["class_counts"]),
                 shards=tuple(ShardEntry(**s) for s in doc["shards"]),
                 labels=labels, format_version=version, extra=dict(doc.get("extra") or {}), exclusions=exclusions,
-                shards_at=doc.get("shards_at"), indexes_at=doc.get("indexes_at"),
+                shards_at=doc.get("shards_at"), indexes_at=doc.get("indexes_at"), targets=targets,
             )
         except ManifestError:
             raise

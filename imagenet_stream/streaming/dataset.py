@@ -56,7 +56,14 @@ from imagenet_stream.streaming.resume import (
     merge_rank_states,
     rank_state,
 )
-from imagenet_stream.streaming.roots import Source, is_shard_url, labels_per_shard, manifest_source, root_of
+from imagenet_stream.streaming.roots import (
+    Source,
+    declared_targets,
+    is_shard_url,
+    labels_per_shard,
+    manifest_source,
+    root_of,
+)
 from imagenet_stream.streaming.sampling import ClassSampling
 from imagenet_stream.streaming.shared_state import Counter, SharedState, slot_for_worker
 from imagenet_stream.urls import protocol_of
@@ -169,7 +176,8 @@ class ImageNetStream(IterableDataset):
             raise ConfigError("classes= selects classes by wnid, but these foreign shards' classes have no names: "
                               "declare the space of their .cls values with classes_in= (e.g. 'in1k')")
         self._mixture: Mixture = build_mixture(
-            sources, mix_weights, o.classes, o.sampling, o.epoch_size, o.replacement,
+            sources, mix_weights, o.classes if o.classes is not None else declared_targets(sources), o.sampling,
+            o.epoch_size, o.replacement,
             labels_of_source=lambda k: labels_per_shard(sources[k], opened[k][1]),
             excluded_of_source=lambda k: load_exclusions(opened[k][1], sources[k].manifest))
         terms = [(s.manifest.extra.get("terms") if s.manifest is not None else None) for s in sources]

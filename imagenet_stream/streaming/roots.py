@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 
@@ -121,5 +122,14 @@ def labels_per_shard(source: Source, store: Store) -> list[np.ndarray]:
         return list(pool.map(lambda s: reader.side_index(s).labels.astype(np.int32), range(len(source.shards))))
 
 
-__all__ = ["Source", "is_brace_pattern", "is_shard_url", "labels_per_shard", "manifest_source", "read_labels",
+def declared_targets(sources: Sequence[Source]) -> list[str] | None:
+    """The class space the datasets' versions declare (a split's kept classes), when they all declare
+    the same one; targets then index it. None: each dataset's own classes."""
+    declared = {s.manifest.targets.wnids if s.manifest is not None and s.manifest.targets is not None else None
+                for s in sources}
+    only = declared.pop() if len(declared) == 1 else None
+    return list(only) if only else None
+
+
+__all__ = ["Source", "declared_targets", "is_brace_pattern", "is_shard_url", "labels_per_shard", "manifest_source", "read_labels",
            "root_of", "source_reader"]
