@@ -145,7 +145,17 @@ class Store:
             return getattr(self.fs, method)(*args, timeout=timeout, **kwargs)
         except FSTimeoutError:
             failure = f"no answer within {timeout:g} s (stall_timeout)"
+        self._renew()
         raise TimeoutError(failure)
+
+    def _renew(self) -> None:
+        """A new filesystem instance (a new connection pool) for this store. After a request was
+        cancelled, aiohttp may keep its connection pooled, and the next request reusing it would stall
+        on a server that never reads it (seen: a later read of index.json waiting the same way)."""
+        try:
+            self.fs = url_to_fs(self.url, skip_instance_cache=True, **self._options)[0]
+        except Exception:  # noqa: BLE001 - the old instance stays; the retry policy goes on with it
+            log.debug("could not renew the filesystem of %s", self.display_url)
 
     def exists(self, name: str) -> bool:
         path = self.path(name)

@@ -37,6 +37,7 @@ from imagenet_stream.errors import ConfigError
 from imagenet_stream.format import Manifest
 from imagenet_stream.format.download_status import read_status_rows
 from imagenet_stream.format.overlay import sorted_unique
+from imagenet_stream.rows import reasoned_entries
 from imagenet_stream.storage import Store
 from imagenet_stream.streaming.classes import resolve_classes
 from imagenet_stream.streaming.roots import Source, source_reader
@@ -77,17 +78,10 @@ def _synset_ids(manifest: Manifest, labels: np.ndarray, synsets: Sequence[str]) 
 def read_digest_list(text: str, default_reason: str = KEY_REASON) -> dict[str, str]:
     """``{sha256 hex: reason}`` from lines ``sha256:<hex>`` or ``<hex>``, optionally ``<TAB>REASON``."""
     out: dict[str, str] = {}
-    for n, line in enumerate(text.splitlines(), 1):
-        line = line.strip()
-        if not line or line.startswith("#"):
-            continue
-        entry, _, reason = line.partition("\t")
-        digest = entry.strip().lower().removeprefix("sha256:")
+    for where, entry, reason in reasoned_entries(text, "sha256 list", default_reason, REGISTRY_REASON, ConfigError):
+        digest = entry.lower().removeprefix("sha256:")
         if len(digest) != 64 or any(c not in "0123456789abcdef" for c in digest):
-            raise ConfigError(f"sha256 list line {n}: expected sha256:<64 hex> or <64 hex>, got {entry.strip()[:80]!r}")
-        reason = reason.strip() or default_reason
-        if not REGISTRY_REASON.match(reason):
-            raise ConfigError(f"sha256 list line {n}: reason {reason!r} must be a word ({REGISTRY_REASON.pattern})")
+            raise ConfigError(f"{where}: expected sha256:<64 hex> or <64 hex>, got {entry[:80]!r}")
         out[digest] = reason
     return out
 
@@ -95,17 +89,10 @@ def read_digest_list(text: str, default_reason: str = KEY_REASON) -> dict[str, s
 def read_url_list(text: str, default_reason: str = KEY_REASON) -> dict[str, str]:
     """``{url: reason}`` from lines ``URL`` or ``URL<TAB>REASON`` (``#`` comments)."""
     out: dict[str, str] = {}
-    for n, line in enumerate(text.splitlines(), 1):
-        line = line.strip()
-        if not line or line.startswith("#"):
-            continue
-        url, _, reason = line.partition("\t")
-        reason = reason.strip() or default_reason
+    for where, url, reason in reasoned_entries(text, "URL list", default_reason, REGISTRY_REASON, ConfigError):
         if "://" not in url:
-            raise ConfigError(f"URL list line {n}: expected a URL, got {url.strip()[:80]!r}")
-        if not REGISTRY_REASON.match(reason):
-            raise ConfigError(f"URL list line {n}: reason {reason!r} must be a word ({REGISTRY_REASON.pattern})")
-        out[url.strip()] = reason
+            raise ConfigError(f"{where}: expected a URL, got {url[:80]!r}")
+        out[url] = reason
     return out
 
 

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import csv
 import hashlib
-import json
 import os
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -29,6 +28,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from imagenet_stream.errors import ConfigError
+from imagenet_stream.rows import jsonl_objects
 
 DEFAULT_MIN_VOTES = 3
 TOO_FEW_VOTES, VOTED_OUT = "too_few_votes", "voted_out"
@@ -139,15 +139,7 @@ def _rows(path: str) -> Iterator[tuple[str, dict]]:
     suffix = os.path.splitext(path)[1].lower()
     with open(path, encoding="utf-8-sig", newline="") as f:
         if suffix in (".jsonl", ".ndjson"):
-            for lineno, line in enumerate(f, 1):
-                if line.strip():
-                    try:
-                        row = json.loads(line)
-                    except json.JSONDecodeError as exc:
-                        raise ConfigError(f"{path}:{lineno}: not valid JSON: {exc}") from None
-                    if not isinstance(row, dict):
-                        raise ConfigError(f"{path}:{lineno}: expected an object")
-                    yield f"{path}:{lineno}", row
+            yield from jsonl_objects(f, path, ConfigError)
             return
         reader = csv.DictReader(f, delimiter="\t" if suffix == ".tsv" else ",")
         fields = {name.strip().lower() for name in reader.fieldnames or ()}

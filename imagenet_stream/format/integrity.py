@@ -35,7 +35,7 @@ from imagenet_stream.storage import Store
 _CHUNK = 8 << 20
 
 
-class _HashingReader(io.RawIOBase):
+class HashingReader(io.RawIOBase):
     """A read-only stream that sha256-hashes and counts what passes through it."""
 
     def __init__(self, raw: BinaryIO) -> None:
@@ -110,7 +110,7 @@ def check_shard(store: Store, manifest: Manifest, entry: ShardEntry,
     except FileNotFoundError:
         return problems + [f"{name}: missing"], side.labels
     with raw:
-        reader = _HashingReader(raw)
+        reader = HashingReader(raw)
         stream = io.BufferedReader(reader, _CHUNK)
         count = 0
         end = 0

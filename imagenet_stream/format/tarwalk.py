@@ -147,6 +147,11 @@ class TarWalker:
             self._discard(start)
         self._end = end
 
+    @property
+    def position(self) -> int:
+        """The absolute offset the walk has read up to (where the bytes ended, after damage)."""
+        return self._pos
+
     # -- low-level reading -----------------------------------------------------------------
     def _read(self, n: int) -> bytes:
         if self._end is not None:

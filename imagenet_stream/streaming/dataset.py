@@ -62,6 +62,7 @@ from imagenet_stream.streaming.roots import (
     is_shard_url,
     labels_per_shard,
     manifest_source,
+    require_ranged_reads,
     root_of,
 )
 from imagenet_stream.streaming.sampling import ClassSampling
@@ -172,6 +173,9 @@ class ImageNetStream(IterableDataset):
         self.url = self._streams[0].url if len(self._streams) == 1 else [s.url for s in self._streams]
         opened = [self._open(s, o.index_dir) for s in self._streams]
         sources = [source for source, _ in opened]
+        for k, source in enumerate(sources):  # a server ignoring Range: one clear error now, not in a worker
+            require_ranged_reads(Store(source.shards_root, self._options_for(source.shards_root, k),
+                                       retry=o.retry), source)
         if o.classes is not None and not all(s.declared for s in sources):
             raise ConfigError("classes= selects classes by wnid, but these foreign shards' classes have no names: "
                               "declare the space of their .cls values with classes_in= (e.g. 'in1k')")

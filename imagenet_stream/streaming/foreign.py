@@ -30,6 +30,7 @@ import os
 from collections import Counter
 from collections.abc import Sequence
 from datetime import datetime, timezone
+from typing import BinaryIO
 
 import numpy as np
 from tqdm import tqdm
@@ -52,6 +53,7 @@ from imagenet_stream.format import (
     index_name,
     split_member,
 )
+from imagenet_stream.format.integrity import HashingReader
 from imagenet_stream.retry import QUICK_RETRIES, RetryPolicy
 from imagenet_stream.storage import Store
 from imagenet_stream.streaming.roots import is_brace_pattern
@@ -67,6 +69,8 @@ MAX_LABEL = 1 << 31
 #: placeholder name in the index, so an absurd ``.cls`` must not make millions of them).
 MAX_UNDECLARED_CLASSES = 1 << 16
 INDEX_TOOL = f"imagenet-stream {__version__} (foreign index)"
+#: Bytes of a foreign shard held at once while it is indexed (a multi-GB shard streams through).
+_STREAM_BLOCK = 4 << 20
 #: Bumped when foreign indexes of older releases must be rebuilt.
 INDEX_FORMAT = 1
 
@@ -124,20 +128,25 @@ def build_index(pattern: str, out: Store, storage_options: dict | None = None,
     out.makedirs()
     entries, labels, skipped = [], [], Counter()
     max_label = -1
+    ranged = None
+    if store.protocol in ("http", "https") and names:  # once, here: later starts then never probe a shard
+        ranged = len(store.read(names[0], 0, 1)) == 1
     for shard in tqdm(names, desc="indexing shards", unit="shard", disable=not progress):
-        try:
-            data = store.read(shard)
+        try:  # one streaming pass, ``_STREAM_BLOCK`` bytes at a time: a shard of any size in bounded memory
+            with store.open(shard, "rb", block_size=_STREAM_BLOCK) as raw:
+                hashing = HashingReader(raw)
+                index, invalid = index_from_stream(io.BufferedReader(hashing, _STREAM_BLOCK), shard)
+                hashing.drain()
         except FileNotFoundError:
             raise ConfigError(f"shard {store.url_of(shard)} not found") from None
-        index, invalid = index_from_tar(data, shard)
         index, dropped = _keep_in_range(index, MAX_UNDECLARED_CLASSES if wnids is None else len(wnids))
         skipped.update(dropped)
         if invalid:
             skipped["invalid_samples"] += invalid
         raw = index.to_bytes()
         out.write_atomic(index_name(shard), raw)
-        entries.append(ShardEntry(name=shard, num_samples=index.num_samples, bytes=len(data),
-                                  sha256=hashlib.sha256(data).hexdigest(), index=index_name(shard),
+        entries.append(ShardEntry(name=shard, num_samples=index.num_samples, bytes=hashing.count,
+                                  sha256=hashing.sha256.hexdigest(), index=index_name(shard),
                                   index_bytes=len(raw), index_sha256=hashlib.sha256(raw).hexdigest()))
         labels.append(index.labels.astype(np.int64))
         if index.num_samples:
@@ -156,8 +165,9 @@ def build_index(pattern: str, out: Store, storage_options: dict | None = None,
         num_samples=int(every.size), class_counts=tuple(int(c) for c in counts), shards=tuple(entries),
         labels=LabelsEntry(LABELS_NAME, dtype, len(raw_labels), hashlib.sha256(raw_labels).hexdigest()),
         shards_at=absolute_url(store.url),
-        extra={"foreign": {"index_format": INDEX_FORMAT, "pattern": pattern, "skipped": dict(skipped), "fingerprints": fingerprints(store, names),
-                           "classes_declared": wnids is not None}})
+        extra={"foreign": {"index_format": INDEX_FORMAT, "pattern": pattern, "skipped": dict(skipped),
+                           "fingerprints": fingerprints(store, names), "classes_declared": wnids is not None,
+                           "ranged_reads": ranged}})
     out.write_atomic(MANIFEST_NAME, manifest.to_json().encode())  # last
     log.info("indexed %d samples in %d foreign shards of %s into %s", manifest.num_samples, len(entries), pattern,
              out.display_url)
@@ -220,12 +230,18 @@ def _keep_in_range(index: SideIndex, num_classes: int) -> tuple[SideIndex, dict[
 
 
 def index_from_tar(data: bytes, shard: str) -> tuple[SideIndex, int]:
-    """The side index of a webdataset-style tar held in memory (image + ``.cls`` per key), and the
+    """:func:`index_from_stream` of a tar held in memory."""
+    return index_from_stream(io.BytesIO(data), shard)
+
+
+def index_from_stream(stream: BinaryIO, shard: str) -> tuple[SideIndex, int]:
+    """The side index of a webdataset-style tar read once, front to back, from ``stream`` (image +
+    ``.cls`` per key; only the small ``.cls`` members are read, image data is skipped), and the
     number of samples left out: those without an image or a ``.cls``, or with a ``.cls`` that is not
     a decimal integer. Members that are not regular files are ignored; a tar cut short (or damaged)
     keeps the complete samples before the damage (logged)."""
     groups: list[dict] = []  # {"key", "start", "end", "image": (offset, size), "label"}
-    walker = TarWalker(io.BytesIO(data), where=shard, require_end=False)
+    walker = TarWalker(stream, where=shard, seekable=False, require_end=False)
     try:
         for member in walker:
             key, ext = split_member(member.name)
@@ -250,9 +266,10 @@ def index_from_tar(data: bytes, shard: str) -> tuple[SideIndex, int]:
                     group["bad"] = True
     except ShardIntegrityError as exc:
         log.warning("shard %s: %s; keeping the complete samples before it", shard, exc)
-        if groups and groups[-1]["end"] > len(data):
+        if groups and groups[-1]["end"] > walker.position:
             groups.pop()
-    kept = [g for g in groups if g["image"] is not None and g["label"] is not None and not g["bad"] and g["end"] <= len(data) and _usable_key(g["key"])]
+    kept = [g for g in groups if g["image"] is not None and g["label"] is not None and not g["bad"]
+            and g["end"] <= walker.position and _usable_key(g["key"])]
     if len(kept) < len(groups):
         log.warning("shard %s: skipped %d sample(s) without an image or a valid .cls class",
                     shard, len(groups) - len(kept))

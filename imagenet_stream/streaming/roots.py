@@ -122,6 +122,27 @@ def labels_per_shard(source: Source, store: Store) -> list[np.ndarray]:
         return list(pool.map(lambda s: reader.side_index(s).labels.astype(np.int32), range(len(source.shards))))
 
 
+def require_ranged_reads(store: Store, source: Source) -> None:
+    """Fail at once, with what to do, when the HTTP server of ``source``'s shards ignores ``Range``
+    (``python -m http.server`` does, and some CDNs): every read would return the whole shard. One
+    1-byte request of the first non-empty shard, on HTTP(S) only; object stores honour ranges."""
+    if store.protocol not in ("http", "https"):
+        return
+    foreign = (source.manifest.extra.get("foreign") or {}) if source.manifest is not None else {}
+    if foreign.get("ranged_reads") is True:  # checked when the foreign index was built
+        return
+    shard = next((s for s in source.shards if s.num_samples), None)
+    if shard is None:
+        return
+    got = len(store.read(shard.name, 0, 1))
+    if got != 1:
+        raise ConfigError(
+            f"the server of {store.url_of(shard.name)} ignores HTTP Range requests (asked for 1 byte, got {got}): "
+            "the streamer reads byte ranges of each shard. Serve the folder with a server that honours Range "
+            "(nginx, caddy, `npx http-server`, an object store; not `python -m http.server`), or copy the "
+            "shards to a local folder or an object store first")
+
+
 def declared_targets(sources: Sequence[Source]) -> list[str] | None:
     """The class space the datasets' versions declare (a split's kept classes), when they all declare
     the same one; targets then index it. None: each dataset's own classes."""
@@ -131,5 +152,5 @@ def declared_targets(sources: Sequence[Source]) -> list[str] | None:
     return list(only) if only else None
 
 
-__all__ = ["Source", "declared_targets", "is_brace_pattern", "is_shard_url", "labels_per_shard", "manifest_source", "read_labels",
+__all__ = ["Source", "declared_targets", "require_ranged_reads", "is_brace_pattern", "is_shard_url", "labels_per_shard", "manifest_source", "read_labels",
            "root_of", "source_reader"]

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from torch.utils.data import DataLoader
 
-from imagenet_stream.errors import StorageError
+from imagenet_stream.errors import ConfigError, StorageError
 from imagenet_stream.retry import RetryPolicy
 from imagenet_stream.storage import Store
 from imagenet_stream.streaming import ImageNetStream
@@ -135,3 +135,23 @@ def test_a_class_subset_on_s3_without_labels_bin_reads_the_side_indexes_with_its
     built = dsutil.build_dataset(f"s3://{s3_bucket}/nolabels", 40, 10, labels_bin=False, storage_options=s3_options)
     got = keys(stream(built.url, storage_options=s3_options, classes=list(dsutil.CATS), shuffle=False), 0)
     assert sorted(got) == sorted(k for k in built.all_keys if built.wnid(k) in dsutil.CATS)
+
+
+def test_a_server_ignoring_range_is_refused_at_once_with_what_to_do(small_ds) -> None:
+    """``python -m http.server`` (the first thing a person tries) answers a ranged GET with the whole
+    file: the dataset refuses it when it is made, with one clear message, not in a worker."""
+    import re
+    import subprocess
+    import sys
+
+    proc = subprocess.Popen([sys.executable, "-u", "-m", "http.server", "0", "--bind", "127.0.0.1",
+                             "--directory", small_ds.url], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    try:
+        port = re.search(r"port (\d+)", proc.stdout.readline()).group(1)
+        with pytest.raises(ConfigError, match="ignores HTTP Range requests") as info:
+            stream(f"http://127.0.0.1:{port}")
+        assert "python -m http.server" in str(info.value) and "train-000000.tar" in str(info.value)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+        proc.stdout.close()

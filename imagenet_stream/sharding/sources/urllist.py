@@ -23,6 +23,7 @@ from typing import Any
 
 from imagenet_stream.errors import SourceError
 from imagenet_stream.format.names import is_valid_key, key_from_source
+from imagenet_stream.rows import jsonl_objects
 from imagenet_stream.sharding.listing import UNKNOWN_SIZE, URL, ListingWriter
 from imagenet_stream.sharding.sources.rules import ListingContext, check_wnid, source_label
 
@@ -109,15 +110,8 @@ class UrlListSource:
         delimiter = _TABLE_SUFFIXES.get(self.suffix, ",")
         with open(self.path, encoding="utf-8-sig", newline="") as f:
             if delimiter is None:
-                for lineno, line in enumerate(f, 1):
-                    if line.strip():
-                        try:
-                            obj = json.loads(line)
-                        except json.JSONDecodeError as exc:
-                            raise SourceError(f"{self.path}:{lineno}: not valid JSON: {exc}") from None
-                        if not isinstance(obj, dict):
-                            raise SourceError(f"{self.path}:{lineno}: expected an object with url and wnid")
-                        yield self._row(f"{self.path}:{lineno}", obj)
+                for where, obj in jsonl_objects(f, self.path, SourceError):
+                    yield self._row(where, obj)
                 return
             reader = csv.DictReader(f, delimiter=delimiter)
             if "url" not in {h.strip().lower() for h in reader.fieldnames or ()}:
