@@ -8,6 +8,7 @@ from imagenet_stream._lazy import lazy_exports
 
 _EXPORTS = {
     "ImageNetStream": "imagenet_stream.streaming.dataset",
+    "ResumableLoader": "imagenet_stream.streaming.loader",
     "Stream": "imagenet_stream.streaming.mixture",
     "ClassSampling": "imagenet_stream.streaming.sampling",
     "merge_rank_states": "imagenet_stream.streaming.resume",

@@ -118,3 +118,28 @@ def test_torchdata_stateful_dataloader(small_ds, num_workers: int) -> None:
     assert head + [list(b[2]) for b in resumed] == full
     assert dataset.stats()["samples_yielded"] == 60 - 5 * B  # our state was used: no fast-forward
     assert torch.is_tensor(next(iter(resumed))[0])
+
+
+@pytest.mark.parametrize("num_workers", [0, 2])
+def test_a_resumed_run_resumed_again_through_the_loader_wrapper(small_ds, num_workers: int) -> None:
+    """``ResumableLoader`` counts what reached the loop, so a checkpoint of a resumed run is right
+    without the loop keeping a count: three runs, two interruptions, every batch once, in order."""
+    from imagenet_stream.streaming import ResumableLoader
+
+    full = batches(stream(small_ds.url), num_workers)
+    seen: list[list[str]] = []
+    state = None
+    for stop_after in (4, 3, None):  # the first run stops after 4 batches, the resumed one after 3 more
+        ds = stream(small_ds.url)
+        loader = ResumableLoader(ds, num_workers=num_workers)
+        if state is not None:
+            loader.load_state_dict(json.loads(json.dumps(state)))
+        for i, (_, _, keys) in enumerate(loader):
+            seen.append(list(keys))
+            if stop_after is not None and i + 1 == stop_after:
+                break
+        state = loader.state_dict()
+        assert loader.samples_seen == (stop_after or len(full) - 7) * B
+    assert seen == full
+    with pytest.raises(ValueError, match="batch_size"):
+        ResumableLoader(stream(small_ds.url), batch_size=B + 1)
