@@ -40,7 +40,9 @@ from imagenet_stream.retry import RetryPolicy
 from imagenet_stream.storage import Store
 from imagenet_stream.streaming.cache import ShardCache
 from imagenet_stream.streaming.classes import resolve_space
+from imagenet_stream.streaming.decoding import jpeg_region
 from imagenet_stream.streaming.decoding.presets import build_transform
+from imagenet_stream.streaming.decoding.transforms import EvalTransform, TrainTransform
 from imagenet_stream.streaming.epoch_pass import DECODE_ERRORS, EpochView, WorkerPass
 from imagenet_stream.streaming.foreign import cached_index
 from imagenet_stream.streaming.launch_env import detect_rank_world, detect_world
@@ -162,6 +164,8 @@ class ImageNetStream(IterableDataset):
             shuffle_window=shuffle_window, chunk=chunk, prefetch=prefetch, merge_gap=merge_gap,
             index_cache_bytes=index_cache_bytes)
         self._transform = build_transform(o.transform, o.size)
+        if isinstance(self._transform, (TrainTransform, EvalTransform)):
+            jpeg_region.status()  # which decoder runs: resolved and logged here, once, not in every worker
         self._cache = ShardCache(o.cache_dir, o.cache_limit) if o.cache_dir is not None else None
         self._shared = SharedState()
         self._local: ProcessLocal[_Here] = ProcessLocal()

@@ -82,11 +82,16 @@ def _bind() -> tuple[ModuleType | None, str]:
 
 
 def status() -> str:
-    """Which JPEG decode path this process runs, resolved (and logged once) on first use."""
+    """Which JPEG decode path this process runs, resolved on first use. Logged once per run: at INFO
+    in the process that builds the dataset (``ImageNetStream`` resolves it there), at DEBUG in a
+    DataLoader worker (a forked one inherits it resolved; a spawned one would repeat the line)."""
     global _native, _status
     if _status is None:
         _native, _status = _bind()
-        log.info("JPEG crops decode with: %s", _status)
+        from torch.utils.data import get_worker_info
+
+        log.log(logging.DEBUG if get_worker_info() is not None else logging.INFO, "JPEG crops decode with: %s",
+                _status)
     return _status
 
 
