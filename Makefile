@@ -9,13 +9,13 @@ DEMO_OUT ?= demo-data
 CROSSCHECK := .cache/crosscheck
 TIMM_VERSION ?= 1.0.31
 
-.PHONY: demo test install clean bench crosscheck-data bench-peers
+.PHONY: demo test test-cluster install clean bench crosscheck-data bench-peers
 
 # libjpeg-turbo's headers let the editable install build the native JPEG region decoder (setup.py);
 # without them everything still installs and decodes with Pillow. apt-get only as root, best effort.
 JPEG_H ?= /usr/include/jpeglib.h
 
-$(STAMP): pyproject.toml setup.py imagenet_stream/streaming/decoding/_jpegroi.c
+$(STAMP): pyproject.toml constraints.txt setup.py imagenet_stream/streaming/decoding/_jpegroi.c
 	@[ -f $(JPEG_H) ] || { command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ] && \
 	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq libjpeg-dev) >/dev/null 2>&1; } || \
 	  echo "note: libjpeg-dev not installed; building without the native JPEG region decoder (Pillow decodes)"
@@ -23,7 +23,7 @@ $(STAMP): pyproject.toml setup.py imagenet_stream/streaming/decoding/_jpegroi.c
 	$(PY) -m pip install --quiet --upgrade pip
 	# Pin the CPU build that is on this disk first, so the `torch>=2.2` range never pulls a CUDA build.
 	$(PY) -m pip install --quiet torch==2.13.0
-	$(PY) -m pip install --quiet -e '.[test]'
+	$(PY) -m pip install --quiet -c constraints.txt -e '.[test]'
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -41,8 +41,13 @@ crosscheck-data: $(STAMP)
 		--only-binary=:all: -d $(CROSSCHECK) timm==$(TIMM_VERSION) || \
 		echo "note: could not download the timm wheel; the class-list cross-checks will skip"
 
+# The cluster tests (torchrun elastic, Lightning DDP, a multi-node Ray cluster) run after the rest.
 test: $(STAMP) crosscheck-data
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -m "not cluster"
+	$(PY) -m pytest -q -m cluster
+
+test-cluster: $(STAMP)
+	$(PY) -m pytest -q -m cluster
 
 bench: $(STAMP)
 	$(PY) benchmarks/run.py
