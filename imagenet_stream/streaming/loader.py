@@ -35,7 +35,7 @@ class ResumableLoader:
     def __iter__(self) -> Iterator[Any]:
         self.samples_seen = 0
         for batch in self.loader:
-            self.samples_seen += _batch_size(batch)
+            self.samples_seen += batch_samples(batch)
             yield batch
 
     def set_epoch(self, epoch: int) -> None:
@@ -52,7 +52,7 @@ class ResumableLoader:
         self.samples_seen = 0
 
 
-def _batch_size(batch: Any) -> int:
+def batch_samples(batch: Any) -> int:
     """Samples in a collated batch ``(images, targets[, keys])`` or a list of samples."""
     if isinstance(batch, (tuple, list)) and len(batch) >= 2 and hasattr(batch[1], "__len__"):
         return len(batch[1])
