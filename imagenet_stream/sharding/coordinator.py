@@ -42,6 +42,7 @@ from imagenet_stream.format import (
     Manifest,
     shard_name,
 )
+from imagenet_stream.format.download_status import STATUS_FOLDER
 from imagenet_stream.hierarchy import ClassSpace, choose_space, load_space
 from imagenet_stream.sharding.backends import make_backend
 from imagenet_stream.sharding.finalize import ManifestFields, PlanFacts, finalize
@@ -213,9 +214,13 @@ class Run:
             log.info("removed %d objects of an earlier run from %s", len(stale), self.store.display_url)
 
     def _clear_temporaries(self) -> None:
+        """Remove what killed writers left half written: at the root and in the status folder."""
         for name in self.store.list():
             if _TEMP_RE.search(name):
                 self.store.remove_if_exists(name)
+        for name, _, is_folder in self.store.entries(STATUS_FOLDER):
+            if not is_folder and _TEMP_RE.search(name):
+                self.store.remove_if_exists(f"{STATUS_FOLDER}/{name}")
 
     # -- listing and plan --------------------------------------------------------------------------
     def _listing(self, sources: list[Source], state: RunState, scratch: str) -> tuple[Listing, RunState]:
