@@ -21,8 +21,8 @@ from typing import Any
 
 from torch.utils.data import DataLoader
 
-from imagenet_stream.errors import ConfigError
 from imagenet_stream.streaming.loader import batch_samples
+from imagenet_stream.streaming.loader_batch import loader_batch_size
 
 try:
     from lightning.pytorch import LightningDataModule
@@ -39,7 +39,7 @@ class _TrainLoader:
 
     def __init__(self, module: StreamDataModule) -> None:
         self._module = module
-        self.loader = DataLoader(module.train, batch_size=module.train.batch_size, **module.loader_kwargs)
+        self.loader = DataLoader(module.train, batch_size=module.batch_sizes[0], **module.loader_kwargs)
 
     def __iter__(self) -> Iterator[Any]:
         module = self._module
@@ -50,14 +50,14 @@ class _TrainLoader:
 
 class StreamDataModule(LightningDataModule):
     """``train`` (and optionally ``val``) :class:`~imagenet_stream.streaming.ImageNetStream` objects;
-    ``loader_kwargs`` go to both DataLoaders (``num_workers``, ``pin_memory``, ...); their batch sizes
-    are the streams' own."""
+    ``loader_kwargs`` go to both DataLoaders (``batch_size``, ``num_workers``, ``pin_memory``, ...); the
+    batch size defaults to the streams' own and must agree with a stream's that is set."""
 
     def __init__(self, train: Any, val: Any = None, **loader_kwargs: Any) -> None:
         super().__init__()
-        if "batch_size" in loader_kwargs:
-            raise ConfigError("StreamDataModule takes the batch size from the streams (ImageNetStream(batch_size=...)):"
-                              " batches are planned whole")
+        given = loader_kwargs.pop("batch_size", None)
+        self.batch_sizes = (loader_batch_size(train.batch_size, given),
+                            None if val is None else loader_batch_size(val.batch_size, given))
         self.train, self.val, self.loader_kwargs = train, val, loader_kwargs
         self.samples_seen = 0  # consumed by the training loop since the current pass began
 
@@ -67,7 +67,7 @@ class StreamDataModule(LightningDataModule):
     def val_dataloader(self) -> DataLoader | list:
         if self.val is None:
             return []
-        return DataLoader(self.val, batch_size=self.val.batch_size, **self.loader_kwargs)
+        return DataLoader(self.val, batch_size=self.batch_sizes[1], **self.loader_kwargs)
 
     def on_before_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
         if self.trainer is not None and self.trainer.training:

@@ -23,7 +23,6 @@ reader, plans) live in a :class:`~.process_local.ProcessLocal`.
 """
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 from collections import OrderedDict
@@ -31,7 +30,6 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-import numpy as np
 from torch.utils.data import IterableDataset, get_worker_info
 
 from imagenet_stream.errors import ConfigError, PlanError, StorageError
@@ -39,13 +37,12 @@ from imagenet_stream.format.overlay import load_exclusions
 from imagenet_stream.retry import RetryPolicy
 from imagenet_stream.storage import Store
 from imagenet_stream.streaming.cache import ShardCache
-from imagenet_stream.streaming.classes import resolve_space
 from imagenet_stream.streaming.decoding import jpeg_region
 from imagenet_stream.streaming.decoding.presets import build_transform
 from imagenet_stream.streaming.decoding.transforms import EvalTransform, TrainTransform
 from imagenet_stream.streaming.epoch_pass import DECODE_ERRORS, EpochView, WorkerPass
-from imagenet_stream.streaming.foreign import cached_index
 from imagenet_stream.streaming.launch_env import detect_rank_world, detect_world
+from imagenet_stream.streaming.loader_batch import default_prefetch, fetch_batch_size, planned_batch_size
 from imagenet_stream.streaming.mixture import Mixture, Stream, build_mixture, normalize_streams
 from imagenet_stream.streaming.options import DEFAULT_INDEX_DIR, StreamOptions, int_option
 from imagenet_stream.streaming.plan import OrderSpec, RankPlan, World
@@ -55,20 +52,14 @@ from imagenet_stream.streaming.resume import (
     ITERATOR_FORMAT,
     RANK_FORMAT,
     check_config,
+    dataset_fingerprint,
     merge_rank_states,
     rank_state,
 )
-from imagenet_stream.streaming.roots import (
-    Source,
-    declared_targets,
-    is_shard_url,
-    labels_per_shard,
-    manifest_source,
-    require_ranged_reads,
-    root_of,
-)
+from imagenet_stream.streaming.roots import declared_targets, labels_per_shard, require_ranged_reads
 from imagenet_stream.streaming.sampling import ClassSampling
 from imagenet_stream.streaming.shared_state import Counter, SharedState, slot_for_worker
+from imagenet_stream.streaming.stream_source import open_stream
 from imagenet_stream.urls import protocol_of
 
 log = logging.getLogger(__name__)
@@ -114,8 +105,9 @@ class ImageNetStream(IterableDataset):
         transform: ``"train"`` (RandomResizedCrop + flip), ``"eval"`` (resize + centre crop), None
             (the full decoded image, CHW uint8) or a callable taking a PIL image. ``size``: the output
             side of the presets (224).
-        batch_size: the DataLoader's batch size (use the same there): batches are planned whole, so
-            resumption is exact and every rank yields the same batches.
+        batch_size: the DataLoader's batch size. Unset (None), the stream follows its DataLoader's
+            (learned at the first fetch; 1 outside a DataLoader); set, a DataLoader with another is
+            refused. Batches are planned whole, so resumption is exact and ranks yield equal batches.
         return_keys: yield ``(image, target, key)``.
         partial: ``"drop"`` (equal share per rank, fewer than ``world_size`` positions left out)
             or ``"pad"`` (positions past the end wrap to the epoch's start, so none is left out).
@@ -147,9 +139,9 @@ class ImageNetStream(IterableDataset):
     def __init__(self, url: str | Sequence[str | Stream] | None = None, *,
                  streams: Sequence[Stream | Mapping[str, Any]] | None = None,
                  weights: Sequence[float] | None = None, shuffle: bool = True, seed: int = 0,
-                 transform: str | Callable[..., Any] | None = "train", size: int = 224, batch_size: int = 1,
-                 return_keys: bool = False, classes: Any = None, classes_in: Any = None,
-                 sampling: str | ClassSampling | None = None, epoch_size: int | None = None,
+                 transform: str | Callable[..., Any] | None = "train", size: int = 224,
+                 batch_size: int | None = None, return_keys: bool = False, classes: Any = None,
+                 classes_in: Any = None, sampling: str | ClassSampling | None = None, epoch_size: int | None = None,
                  replacement: bool | None = None, storage_options: Mapping[str, Any] | None = None,
                  retry: RetryPolicy | None = None, cache_dir: str | os.PathLike[str] | None = None,
                  cache_limit: int | None = None, index_dir: str | os.PathLike[str] | None = None,
@@ -175,7 +167,7 @@ class ImageNetStream(IterableDataset):
 
         self._streams, mix_weights = normalize_streams(url, streams, weights, o.classes_in, o.storage_options)
         self.url = self._streams[0].url if len(self._streams) == 1 else [s.url for s in self._streams]
-        opened = [self._open(s, o.index_dir) for s in self._streams]
+        opened = [open_stream(s.url, s.storage_options, s.classes_in, o.index_dir, o.retry) for s in self._streams]
         sources = [source for source, _ in opened]
         for k, source in enumerate(sources):  # a server ignoring Range: one clear error now, not in a worker
             require_ranged_reads(Store(source.shards_root, self._options_for(source.shards_root, k),
@@ -206,45 +198,20 @@ class ImageNetStream(IterableDataset):
         self.num_classes = len(self._mixture.target_wnids)
         self._config = {"seed": o.seed, "shuffle": o.shuffle, "shuffle_window": o.shuffle_window,
                         "chunk": o.chunk, "partial": o.partial, "epoch_total": self.total,
-                        "dataset": self._fingerprint()}
+                        "dataset": dataset_fingerprint(self._shards, self._mixture)}
         if self.total == 0:
             log.warning("%r plans no samples (every class or sample is deselected or excluded)", self)
 
     @property
-    def batch_size(self) -> int:
-        """The planned batch size (``batch_size=``; use the same in the DataLoader)."""
+    def batch_size(self) -> int | None:
+        """``batch_size=``: None when the stream follows its DataLoader's batch size."""
         return self.options.batch_size
 
     # -- construction ------------------------------------------------------------------------
-    def _open(self, stream: Stream, index_dir: str) -> tuple[Source, Store]:
-        """The source of one stream and the store of its manifest."""
-        options = dict(stream.storage_options or {})
-        if is_shard_url(stream.url):
-            wnids = None if stream.classes_in is None else resolve_space(stream.classes_in)
-            store = cached_index(stream.url, index_dir, options, wnids, retry=self.options.retry)
-        else:
-            if stream.classes_in is not None:
-                raise ConfigError("classes_in declares the class space of foreign shards; "
-                                  f"{stream.url} is a dataset root whose index.json names its classes")
-            store = Store(root_of(stream.url), options, retry=self.options.retry)
-        return manifest_source(store), store
-
     def _options_for(self, url: str, k: int) -> dict[str, Any]:
         """A stream's storage options apply to its stores on the stream's protocol (not to a local index)."""
         stream = self._streams[k]
         return dict(stream.storage_options or {}) if protocol_of(url) == protocol_of(stream.url) else {}
-
-    def _fingerprint(self) -> str:
-        """What a resume state must have been saved over: the shards, the eligible samples, the draw."""
-        digest = hashlib.sha256()
-        for info in self._shards:
-            digest.update(f"{info.name}\0{info.num_samples}\0".encode())
-        m = self._mixture
-        digest.update(m.selection.counts.astype("<i8").tobytes())
-        digest.update(repr((m.draws, m.epoch_total, m.replacement, m.target_wnids)).encode())
-        if m.shard_weights is not None:
-            digest.update(np.asarray(m.shard_weights, dtype="<f8").tobytes())
-        return digest.hexdigest()[:16]
 
     @property
     def hierarchy(self) -> Any:
@@ -279,7 +246,7 @@ class ImageNetStream(IterableDataset):
             stores = [Store(u, options, retry=self.options.retry) for u, options in self._store_urls]
             counter = Counter(self._shared, slot)
             reader = ShardReader(stores, self._shards, cache=self._cache, count=lambda n, v=1: here.counter.add(n, v),
-                                 merge_gap=self.options.merge_gap, prefetch=self.options.prefetch,
+                                 merge_gap=self.options.merge_gap,
                                  index_cache_bytes=self.options.index_cache_bytes)
             here = _Here(reader, counter)
             return here
@@ -313,7 +280,9 @@ class ImageNetStream(IterableDataset):
 
     def _rank_plan(self, epoch: int) -> RankPlan:
         rank, world_size = self._rank_world()
-        return RankPlan(self.total, self._shared.resume_start(epoch), rank, world_size, self.batch_size,
+        # len() and resume states count samples: P + n·R positions once every rank consumed n samples,
+        # whatever the planned batch size (1 here when it follows a DataLoader's).
+        return RankPlan(self.total, self._shared.resume_start(epoch), rank, world_size, self.batch_size or 1,
                         self.options.partial)
 
     def __len__(self) -> int:
@@ -328,12 +297,14 @@ class ImageNetStream(IterableDataset):
     # -- iteration ---------------------------------------------------------------------------------
     def __iter__(self) -> Iterator[tuple[Any, ...]]:
         world = detect_world(inherited=self._parent_world)
-        in_worker = get_worker_info() is not None
-        here = self._here(slot_for_worker(world.worker if in_worker else None))
+        here = self._here(slot_for_worker(world.worker if get_worker_info() is not None else None))
         pending, self._pending_iter = self._pending_iter, None
+        return self._generate(world, here, pending)
+
+    def _pass(self, world: World, here: _Here, pending: dict[str, Any] | None, batch_size: int) -> WorkerPass:
         if pending is not None:  # torchdata's StatefulDataLoader restored this iterator
             for key in ("rank", "world_size", "worker", "num_workers", "batch_size"):
-                mine = self.batch_size if key == "batch_size" else getattr(world, key)
+                mine = batch_size if key == "batch_size" else getattr(world, key)
                 if pending[key] != mine:
                     raise PlanError(f"iterator state was saved with {key}={pending[key]}, this iterator has "
                                     f"{key}={mine}")
@@ -343,17 +314,21 @@ class ImageNetStream(IterableDataset):
             epoch = self._shared.epoch
             start, first, skip = self._shared.resume_start(epoch), world.worker, 0
         view = self._view(here, epoch)
-        plan = RankPlan(view.total, start, world.rank, world.world_size, self.batch_size, self.options.partial)
-        mixture = self._mixture
+        plan = RankPlan(view.total, start, world.rank, world.world_size, batch_size, self.options.partial)
+        here.reader.prefetch = self.options.prefetch or default_prefetch(batch_size, self.options.chunk)
         worker_pass = WorkerPass(view=view, plan=plan, batches=range(first, plan.num_batches, world.num_workers),
-                                 skip=skip, reader=here.reader, transform=self._transform, target_of=mixture.target,
-                                 num_classes=self.num_classes, counter=here.counter, logged=self._logged,
-                                 shard_name=lambda s: self._shards[s].name)
+                                 skip=skip, reader=here.reader, transform=self._transform,
+                                 target_of=self._mixture.target, num_classes=self.num_classes, counter=here.counter,
+                                 logged=self._logged, shard_name=lambda s: self._shards[s].name)
         here.current = {"epoch": epoch, "start": start, "rank": world.rank, "world_size": world.world_size,
-                        "worker": world.worker, "num_workers": world.num_workers, "pass": worker_pass}
-        return self._generate(worker_pass, world)
+                        "worker": world.worker, "num_workers": world.num_workers, "batch_size": batch_size,
+                        "pass": worker_pass}
+        return worker_pass
 
-    def _generate(self, worker_pass: WorkerPass, world: World) -> Iterator[tuple[Any, ...]]:
+    def _generate(self, world: World, here: _Here, pending: dict[str, Any] | None) -> Iterator[tuple[Any, ...]]:
+        # Runs from the first next(): inside the DataLoader's first fetch, whose batch size it reads.
+        batch_size = planned_batch_size(self.options.batch_size, fetch_batch_size())
+        worker_pass = self._pass(world, here, pending, batch_size)
         try:
             for image, target, key in worker_pass:
                 yield (image, target, key) if self.options.return_keys else (image, target)
@@ -382,13 +357,13 @@ class ImageNetStream(IterableDataset):
             if current is None:
                 return {"format": ITERATOR_FORMAT, **self._config, "epoch": self.epoch, "worker": None}
             position = current["pass"].position
-            return {"format": ITERATOR_FORMAT, **self._config, "batch_size": self.batch_size,
+            return {"format": ITERATOR_FORMAT, **self._config,
                     **{k: v for k, v in current.items() if k != "pass"},
                     "batch": position.batch, "offset": position.offset}
         plan = self._rank_plan(self.epoch)
         consumed = plan.consumed_after(plan.samples_to_batches(int_option("samples_seen", samples_seen, 0)))
         return rank_state(self._config, epoch=self.epoch, consumed=consumed, rank=plan.rank,
-                          world_size=plan.world_size, batch_size=self.batch_size)
+                          world_size=plan.world_size, batch_size=self.batch_size or 0)
 
     def load_state_dict(self, state: Mapping[str, Any] | Sequence[Mapping[str, Any]]) -> None:
         """Resume from :meth:`state_dict` (one rank's state, or a list of every rank's, which must

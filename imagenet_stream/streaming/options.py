@@ -6,7 +6,6 @@ drift between the process that built it and its DataLoader workers.
 """
 from __future__ import annotations
 
-import math
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -35,7 +34,8 @@ def int_option(name: str, value: object, minimum: int) -> int:
 class StreamOptions:
     """The validated options of one dataset object (see ``ImageNetStream`` for each one's meaning).
 
-    ``prefetch=None`` becomes two batches' worth of ranges (at least 8); ``retry=None`` the default
+    ``batch_size=None`` follows the DataLoader's (:mod:`.loader_batch`); ``prefetch=None`` is two
+    batches' worth of ranges (at least 8), fixed per pass once the batch size is known; ``retry=None`` the default
     :class:`~imagenet_stream.retry.RetryPolicy`; ``sampling`` a :class:`ClassSampling` or None;
     ``index_dir=None`` ``$IMAGENET_STREAM_CACHE`` or :data:`DEFAULT_INDEX_DIR`.
     """
@@ -44,7 +44,7 @@ class StreamOptions:
     seed: int = 0
     transform: str | Callable[..., Any] | None = "train"
     size: int = 224
-    batch_size: int = 1
+    batch_size: int | None = None
     return_keys: bool = False
     classes: Any = None
     classes_in: Any = None
@@ -72,7 +72,7 @@ class StreamOptions:
             "shuffle": bool(self.shuffle),
             "return_keys": bool(self.return_keys),
             "seed": int_option("seed", self.seed, 0),
-            "batch_size": int_option("batch_size", self.batch_size, 1),
+            "batch_size": None if self.batch_size is None else int_option("batch_size", self.batch_size, 1),
             "shuffle_window": int_option("shuffle_window", self.shuffle_window, 1),
             "chunk": int_option("chunk", self.chunk, 1),
             "merge_gap": int_option("merge_gap", self.merge_gap, 0),
@@ -83,8 +83,7 @@ class StreamOptions:
             "index_dir": (os.fspath(self.index_dir) if self.index_dir is not None
                           else os.environ.get("IMAGENET_STREAM_CACHE", DEFAULT_INDEX_DIR)),
         }
-        fix["prefetch"] = (max(8, 2 * math.ceil(fix["batch_size"] / fix["chunk"])) if self.prefetch is None
-                           else int_option("prefetch", self.prefetch, 1))
+        fix["prefetch"] = None if self.prefetch is None else int_option("prefetch", self.prefetch, 1)
         for name, value in fix.items():
             object.__setattr__(self, name, value)
 

@@ -12,8 +12,11 @@ the checks that make a wrong one fail loudly instead of streaming the wrong samp
 """
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Mapping, Sequence
 from typing import Any
+
+import numpy as np
 
 from imagenet_stream.errors import ConfigError, PlanError
 
@@ -21,6 +24,18 @@ RANK_FORMAT = "imagenet-stream/resume/2"
 ITERATOR_FORMAT = "imagenet-stream/iterator/2"
 #: Configuration a state must share with the dataset that loads it (the epoch order depends on it).
 CONFIG_KEYS = ("seed", "shuffle", "shuffle_window", "chunk", "partial", "epoch_total", "dataset")
+
+
+def dataset_fingerprint(shards: Sequence[Any], mixture: Any) -> str:
+    """What a resume state must have been saved over: the shards, the eligible samples, the draw."""
+    digest = hashlib.sha256()
+    for info in shards:
+        digest.update(f"{info.name}\0{info.num_samples}\0".encode())
+    digest.update(mixture.selection.counts.astype("<i8").tobytes())
+    digest.update(repr((mixture.draws, mixture.epoch_total, mixture.replacement, mixture.target_wnids)).encode())
+    if mixture.shard_weights is not None:
+        digest.update(np.asarray(mixture.shard_weights, dtype="<f8").tobytes())
+    return digest.hexdigest()[:16]
 
 
 def check_config(state: Mapping[str, Any], mine: Mapping[str, Any]) -> None:
@@ -56,4 +71,5 @@ def merge_rank_states(states: Mapping[str, Any] | Sequence[Mapping[str, Any]]) -
     return first
 
 
-__all__ = ["CONFIG_KEYS", "ITERATOR_FORMAT", "RANK_FORMAT", "check_config", "merge_rank_states", "rank_state"]
+__all__ = ["CONFIG_KEYS", "ITERATOR_FORMAT", "RANK_FORMAT", "check_config", "dataset_fingerprint", "merge_rank_states",
+           "rank_state"]
