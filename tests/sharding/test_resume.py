@@ -212,8 +212,10 @@ def test_status_of_an_unfinished_run(tmp_path) -> None:
 def test_ctrl_c_stops_cleanly_and_leaves_a_resumable_output(big_tar, clean, tmp_path) -> None:
     out = tmp_path / "ds"
     tag = uuid.uuid4().hex
+    # Ctrl-C's default action in the child, even when this test runs as a background job (whose
+    # shell made SIGINT ignored, which the child would inherit)
     proc = subprocess.Popen(command(big_tar, out), env=env(tag), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True)
+                            text=True, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.monotonic() + 60
     while not list(out.glob(".imagenet-stream/done/*/*.msgpack")) and time.monotonic() < deadline:
         time.sleep(0.05)
