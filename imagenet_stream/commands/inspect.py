@@ -23,6 +23,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="re-read every shard, side index and labels.bin; exit 1 on any mismatch")
     p.add_argument("--storage-options", metavar="JSON|@FILE", help=STORAGE_OPTIONS_HELP)
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--html", metavar="FILE", help="also write a self-contained HTML report (class treemap, "
+                   "rejected images, near-duplicates, link rot, lineage, shard sizes, random samples)")
+    p.add_argument("--dedup", metavar="DIR", help="with --html: a dedup report folder (imagenet-stream dedup --out DIR) "
+                   "whose near-duplicate pairs the report shows side by side")
+    p.add_argument("--grid", type=int, default=24, metavar="N", help="with --html: random samples shown (default 24)")
+    p.add_argument("--seed", type=int, default=0, help="with --html: seed of the random samples (default 0)")
     p.set_defaults(func=run)
 
 
@@ -105,6 +111,17 @@ def run(args: argparse.Namespace) -> int:
     print(summarize(manifest, args.url))
     for line in format_curation(_sharding_report(store, manifest)):
         print(line)
+    if args.html:
+        from imagenet_stream.visual.page import write_report
+
+        if args.grid < 0:
+            return fail("--grid must be >= 0")
+        try:
+            size = write_report(args.url, args.html, parse_storage_options(args.storage_options), dedup=args.dedup,
+                                grid=args.grid, seed=args.seed)
+        except (ImageNetStreamError, OSError, ValueError) as exc:
+            return fail(f"report: {exc}")
+        print(f"report: {args.html} ({size / 1e6:.1f} MB)")
     if not args.verify:
         return 0
     bar = None

@@ -222,7 +222,8 @@ class DownloadTally:
 
 def _duplicate_examples(store: Store, done_folder: str, prefix: str, shards: list[ShardEntry],
                         duplicate_ids: np.ndarray, kept_ids: np.ndarray, limit: int) -> list[dict[str, str]]:
-    """Up to ``limit`` examples ``{key, source, detail}`` of duplicates, read back from their markers."""
+    """Up to ``limit`` examples ``{key, source, detail, sample}`` of duplicates (``sample``: the global id
+    of the copy, still in the shards), read back from their markers."""
     if limit <= 0:
         return []
     starts = np.cumsum([0] + [s.num_samples for s in shards])
@@ -236,7 +237,8 @@ def _duplicate_examples(store: Store, done_folder: str, prefix: str, shards: lis
             if base <= gid < base + marker.num_samples:
                 keys[gid] = marker.keys[gid - base]
     return [{"key": keys.get(d, str(d)), "source": f"{shards[int(np.searchsorted(starts, d, side='right')) - 1].name}",
-             "detail": f"same bytes as {keys.get(k, str(k))} (excluded by the overlay)"} for d, k in wanted]
+             "detail": f"same bytes as {keys.get(k, str(k))} (excluded by the overlay)", "sample": str(d)}
+            for d, k in wanted]
 
 
 def _report(base: dict[str, Any], fields: ManifestFields, facts: PlanFacts, *, seen: int, kept: int,

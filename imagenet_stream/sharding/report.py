@@ -7,7 +7,25 @@ from __future__ import annotations
 
 from typing import Any
 
+from imagenet_stream.sharding.records import Rejected, SourceRecord, TooLarge
+from imagenet_stream.thumbnails import thumbnail_b64
+
 MAX_EXAMPLES = 10
+_THUMB_SOURCE_BYTES = 32 << 20  # a larger rejected file gets no thumbnail
+
+
+def rejection_example(rejected: Rejected, loaded: object) -> dict[str, str]:
+    """``{key, source, detail[, thumb]}`` of a rejected record: ``thumb`` is a small base64 JPEG of
+    what was rejected (the part of a truncated image that arrived), when its bytes decode at all."""
+    example = {"key": rejected.key, "source": rejected.source, "detail": rejected.detail}
+    if isinstance(loaded, SourceRecord):
+        try:
+            thumb = thumbnail_b64(loaded.load(max_bytes=_THUMB_SOURCE_BYTES))
+        except (OSError, ValueError, TooLarge):
+            thumb = None
+        if thumb:
+            example["thumb"] = thumb
+    return example
 
 
 def format_report(report: dict[str, Any], seconds: float | None = None) -> str:

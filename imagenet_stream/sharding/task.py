@@ -39,7 +39,7 @@ from imagenet_stream.sharding.downloads import StatusLog, load_url, sample_field
 from imagenet_stream.sharding.listing import DAMAGED, FOLDER, UNKNOWN_SIZE, URL, Container, Record
 from imagenet_stream.sharding.markers import Marker, marker_name
 from imagenet_stream.sharding.records import FailedRecord, Rejected, SourceRecord, Verified
-from imagenet_stream.sharding.report import MAX_EXAMPLES
+from imagenet_stream.sharding.report import MAX_EXAMPLES, rejection_example
 from imagenet_stream.sharding.verify_image import VerifyConfig, verify_record
 from imagenet_stream.storage import AtomicWrite, Store
 
@@ -330,11 +330,11 @@ def build_shard(config: RunConfig, task: ShardTask) -> BuiltShard:
     seen_here: dict[bytes, str] = {}
     status = StatusLog()
 
-    def reject(r: Rejected) -> None:
+    def reject(r: Rejected, loaded: object) -> None:
         rejected[r.reason] += 1
         bucket = examples.setdefault(r.reason, [])
         if len(bucket) < MAX_EXAMPLES:
-            bucket.append({"key": r.key, "source": r.source, "detail": r.detail})
+            bucket.append(rejection_example(r, loaded))
 
     tar = out.create_atomic(name)
     try:
@@ -357,7 +357,7 @@ def build_shard(config: RunConfig, task: ShardTask) -> BuiltShard:
                 if is_url:
                     status.add(listed, task.keys[j], result, loaded)
                 if isinstance(result, Rejected):
-                    reject(result)
+                    reject(result, loaded)
                     continue
                 extra = sample_fields(listed, loaded, config.licence) if is_url else None
                 stream.add(to_sample(result, config.class_index[result.wnid],
