@@ -12,6 +12,7 @@ __version__ = "0.1.0"
 _EXPORTS = {
     "ImageNetStream": "imagenet_stream.streaming.dataset",
     "ResumableLoader": "imagenet_stream.streaming.loader",
+    "StreamMonitor": "imagenet_stream.streaming.monitor",
     "Stream": "imagenet_stream.streaming.mixture",
     "ClassSampling": "imagenet_stream.streaming.sampling",
     "RetryPolicy": "imagenet_stream.retry",

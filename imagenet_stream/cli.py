@@ -35,7 +35,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
-    return int(args.func(args) or 0)
+    from tqdm.contrib.logging import logging_redirect_tqdm
+
+    with logging_redirect_tqdm():  # log lines go above a progress bar, never into its line
+        return int(args.func(args) or 0)
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ from imagenet_stream.commands.cli_support import STORAGE_OPTIONS_HELP, fail, par
 from imagenet_stream.commands.epoch_run import stream_epoch
 from imagenet_stream.errors import ImageNetStreamError
 from imagenet_stream.streaming.decoding.presets import PRESETS
+from imagenet_stream.streaming.stage_times import STAGE_COUNTERS, format_breakdown
 
 HELP = "stream a dataset through a torch DataLoader (decode + crop included) and print images per second"
 
@@ -49,11 +50,16 @@ def run(args: argparse.Namespace) -> int:
         loader = DataLoader(ds, batch_size=args.batch_size, num_workers=args.workers)
     count = len if args.transform == "none" else (lambda b: len(b[0]))
     result = stream_epoch(loader, max_batches=args.batches, desc="bench", no_progress=args.no_progress,
-                          count=count)
+                          count=count, stats=ds.stats)
     print(f"{result.images} images in {result.seconds:.2f} s: {result.images_per_second:.1f} img/s "
           f"({args.workers} workers, batch {args.batch_size}, transform {args.transform}, size {args.size})")
     if result.first_batch_seconds is not None:
         print(f"time to first batch: {result.first_batch_seconds:.2f} s")
     stats = ds.stats()
-    print("stats: " + ", ".join(f"{k}={v}" for k, v in stats.items() if v))
+    print("stats: " + ", ".join(f"{k}={v}" for k, v in stats.items() if v and k not in STAGE_COUNTERS))
+    print(f"stages ({'summed over the ' + str(args.workers) + ' workers' if args.workers else 'this process'}): "
+          + format_breakdown(stats))
+    print("  wait for bytes: storage is behind; decode/transform: the CPU is; collate and consumer: "
+          + ("the main process (or your model) takes the batches slower than the workers make them"
+             if args.workers else "collating and the loop body"))
     return 0

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -327,8 +328,10 @@ class ImageNetStream(IterableDataset):
 
     def _generate(self, world: World, here: _Here, pending: dict[str, Any] | None) -> Iterator[tuple[Any, ...]]:
         # Runs from the first next(): inside the DataLoader's first fetch, whose batch size it reads.
+        entered = time.perf_counter_ns()
         batch_size = planned_batch_size(self.options.batch_size, fetch_batch_size())
         worker_pass = self._pass(world, here, pending, batch_size)
+        worker_pass.entered = entered  # the pass's set-up counts as iterating
         try:
             for image, target, key in worker_pass:
                 yield (image, target, key) if self.options.return_keys else (image, target)

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
@@ -32,6 +33,7 @@ from imagenet_stream.streaming.mixture import Mixture
 from imagenet_stream.streaming.plan import EpochOrder, OrderSpec, RankPlan
 from imagenet_stream.streaming.reader import MissingSample, RawSample, ShardReader
 from imagenet_stream.streaming.shared_state import Counter
+from imagenet_stream.streaming.stage_times import decode_clock
 
 log = logging.getLogger(__name__)
 
@@ -140,6 +142,8 @@ class WorkerPass:
         self.position = PassPosition(batches[0] if len(batches) else plan.num_batches, skip)
         self._skip = skip
         self._step = batches.step
+        self.entered = time.perf_counter_ns()  # when the iterator started (the caller may set it earlier)
+        self._clock = {"decode_ns": 0, "transform_ns": 0, "iterate_ns": 0, "outside_ns": 0}
 
     # -- one sample --------------------------------------------------------------------------
     def _rng(self, position: int) -> np.random.Generator:
@@ -159,6 +163,7 @@ class WorkerPass:
                 self._log_once(item, f"its class {item.label} is not a target class (labels.bin and the side "
                                "index disagree)")
             return None
+        started, decoded = time.perf_counter_ns(), decode_clock()
         try:
             image = self.transform(item.data, rng)
         except DECODE_ERRORS as exc:
@@ -166,7 +171,17 @@ class WorkerPass:
                 self.counter.add("corrupt_images")
                 self._log_once(item, f"its image does not decode ({type(exc).__name__}: {exc})")
             return None
+        finally:
+            decode = decode_clock() - decoded
+            self._clock["decode_ns"] += decode
+            self._clock["transform_ns"] += time.perf_counter_ns() - started - decode
         return image, target, item.key
+
+    def _flush_clock(self) -> None:
+        for name, ns in self._clock.items():
+            if ns:
+                self.counter.add(name, ns)
+        self._clock = dict.fromkeys(self._clock, 0)
 
     def _log_once(self, item: RawSample, why: str) -> None:
         if item.key in self.logged or len(self.logged) >= _LOGGED_LIMIT:
@@ -218,6 +233,8 @@ class WorkerPass:
     # -- the pass ----------------------------------------------------------------------------
     def __iter__(self) -> Iterator[tuple[Any, int, str]]:
         raw = iter(self.reader.read(self.windows))
+        clock = time.perf_counter_ns
+        entered: int | None = self.entered  # None while a sample is out (suspended at the yield)
         try:
             for k in range(len(self.windows)):
                 t = self.windows.batches[k]
@@ -228,9 +245,18 @@ class WorkerPass:
                 for j in range(skip, size):
                     self.position = PassPosition(t, j + 1) if j + 1 < size else PassPosition(t + self._step, 0)
                     self.counter.add("samples_yielded")
+                    left = clock()
+                    self._clock["iterate_ns"] += left - entered
+                    entered = None
                     yield samples[j]
+                    entered = clock()
+                    self._clock["outside_ns"] += entered - left
+                self._flush_clock()
             self.position = PassPosition(self.plan.num_batches, 0)
         finally:
+            if entered is not None:
+                self._clock["iterate_ns"] += clock() - entered
+            self._flush_clock()
             close = getattr(raw, "close", None)
             if close is not None:
                 close()

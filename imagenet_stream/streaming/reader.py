@@ -22,6 +22,7 @@ import logging
 import os
 import queue
 import threading
+import time
 from collections import OrderedDict, deque
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -330,7 +331,7 @@ class ShardReader:
             ended = False
             for shard, i in zip(shards.tolist(), indices.tolist()):
                 while (shard, i) not in have and not ended:
-                    item = ranges.get()
+                    item = self._next_range(ranges)
                     if isinstance(item, BaseException):
                         raise item
                     if isinstance(item, tuple):  # (_END, window)
@@ -341,10 +342,20 @@ class ShardReader:
                 yield self._slice(position, shard, i, have.get((shard, i)), quiet)
                 position += 1
             while not ended:  # drain this window's end marker
-                item = ranges.get()
+                item = self._next_range(ranges)
                 if isinstance(item, BaseException):
                     raise item
                 ended = isinstance(item, tuple)
+
+    def _next_range(self, ranges: queue.Queue) -> object:
+        """The next fetched range; the time spent waiting for it is counted (``wait_ns``)."""
+        try:
+            return ranges.get_nowait()
+        except queue.Empty:
+            started = time.perf_counter_ns()
+            item = ranges.get()
+            self.count("wait_ns", time.perf_counter_ns() - started)
+            return item
 
     def _slice(self, position: int, shard: int, i: int, found: _Range | None,
                quiet: bool = False) -> RawSample | MissingSample:

@@ -38,6 +38,8 @@ COUNTERS: tuple[str, ...] = (
     "label_mismatches",   # samples whose side-index class is not the one labels.bin planned (replaced)
     "bad_shards",         # shards whose side index fails its manifest size/sha256 (once per process)
     "unreadable_samples",  # samples of such shards, or whose shard is gone (replaced)
+    # time per stage, nanoseconds (see imagenet_stream.streaming.stage_times)
+    "wait_ns", "decode_ns", "transform_ns", "iterate_ns", "outside_ns",
 )
 _COLUMN = {name: i for i, name in enumerate(COUNTERS)}
 

@@ -12,7 +12,9 @@ def test_bench_prints_images_per_second(small_ds, capsys) -> None:
     match = re.search(r"^60 images in [0-9.]+ s: ([0-9.]+) img/s \(2 workers, batch 8", out.out, re.M)
     assert match and float(match.group(1)) > 0, out.out  # one epoch: 7 batches of 8 and one of 4
     assert "samples_yielded=60" in out.out
-    assert "bench" in out.err  # the progress bar
+    assert re.search(r"^stages \(summed over the 2 workers\): wait for bytes \d+% .* decode \d+% .* collate and "
+                     r"consumer \d+%", out.out, re.M), out.out
+    assert "bench" in out.err and "stages" in out.err  # the progress bar, with the live shares
 
 
 def test_bench_stops_after_k_batches_and_reports_bad_urls(small_ds, tmp_path, capsys) -> None:

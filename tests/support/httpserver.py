@@ -4,7 +4,7 @@ of every distinct range; ``fail`` answers 503 forever for names containing it; `
 every GET with S3's ``503 SlowDown`` for that many seconds after the server starts; ``stall``
 accepts every ranged GET of a name containing it and never answers; ``stall_mid`` sends the headers
 and half the body of such a GET, then nothing more (both hold the connection open until the server
-stops).
+stops); ``latency`` waits that many seconds before answering any GET (time to first byte).
 
 It runs in its own process (``python httpserver.py FOLDER LOG [--flaky] [--fail NAME]``, started by
 :func:`serve`): a server thread inside the test process would hand its sockets to every DataLoader
@@ -59,7 +59,7 @@ _SLOWDOWN_BODY = (b'<?xml version="1.0" encoding="UTF-8"?><Error><Code>SlowDown<
 
 
 def make_handler(root: Path, log: Log, flaky: bool, fail: str | None, slowdown_until: float = 0.0,
-                 stall: str | None = None, stall_mid: str | None = None):
+                 stall: str | None = None, stall_mid: str | None = None, latency: float = 0.0):
     seen: set[tuple[str, int, int]] = set()
     seen_lock = threading.Lock()
 
@@ -99,6 +99,8 @@ def make_handler(root: Path, log: Log, flaky: bool, fail: str | None, slowdown_u
                 self.send_error(404)
                 return
             name = path.name
+            if latency:
+                time.sleep(latency)  # an object store's time to first byte
             if time.monotonic() < slowdown_until:
                 self.send_response(503, "Slow Down")
                 self.send_header("Content-Type", "application/xml")
@@ -162,7 +164,7 @@ def make_handler(root: Path, log: Log, flaky: bool, fail: str | None, slowdown_u
 
 @contextlib.contextmanager
 def serve(folder: str | os.PathLike[str], *, flaky: bool = False, fail: str | None = None,
-          slowdown: float = 0.0, stall: str | None = None, stall_mid: str | None = None
+          slowdown: float = 0.0, stall: str | None = None, stall_mid: str | None = None, latency: float = 0.0
           ) -> Iterator[tuple[str, Log]]:
     """Serve ``folder`` on 127.0.0.1 (random port) from a child process for the ``with`` block.
 
@@ -174,7 +176,8 @@ def serve(folder: str | os.PathLike[str], *, flaky: bool = False, fail: str | No
         log_path = Path(tmp) / "requests.jsonl"
         cmd = [sys.executable, __file__, str(folder), str(log_path)] + (["--flaky"] if flaky else []) + (
             ["--fail", fail] if fail else []) + (["--slowdown", str(slowdown)] if slowdown else []) + (
-            ["--stall", stall] if stall else []) + (["--stall-mid", stall_mid] if stall_mid else [])
+            ["--stall", stall] if stall else []) + (["--stall-mid", stall_mid] if stall_mid else []) + (
+            ["--latency", str(latency)] if latency else [])
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
         log = Log(log_path)
         try:
@@ -203,9 +206,10 @@ def main() -> None:
     parser.add_argument("--slowdown", type=float, default=0.0)
     parser.add_argument("--stall")
     parser.add_argument("--stall-mid")
+    parser.add_argument("--latency", type=float, default=0.0)
     args = parser.parse_args()
     handler = make_handler(Path(args.folder).resolve(), Log(args.log), args.flaky, args.fail,
-                           time.monotonic() + args.slowdown, args.stall, args.stall_mid)
+                           time.monotonic() + args.slowdown, args.stall, args.stall_mid, args.latency)
     server = _Server(("127.0.0.1", 0), handler)
     print(server.server_address[1], flush=True)
     server.serve_forever()

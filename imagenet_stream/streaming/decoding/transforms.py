@@ -39,6 +39,7 @@ from imagenet_stream.streaming.decoding.geometry import check_range as _check_ra
 from imagenet_stream.streaming.decoding.geometry import draft_scale, random_resized_crop_params
 from imagenet_stream.streaming.decoding.geometry import eval_box as _eval_box
 from imagenet_stream.streaming.decoding.geometry import snap_box as _snap_box
+from imagenet_stream.streaming.stage_times import DecodeTimer
 
 __all__ = [
     "IMAGENET_MEAN",
@@ -176,20 +177,23 @@ def _decode_crop(data: ImageBytes, plan: Callable[[int, int], tuple[Box, bool]],
         box, flip = plan(*size)
         s = draft_scale(box[2] - box[0], box[3] - box[1], out, out)
         snapped = _snap_box(box, s, (-(-size[0] // s), -(-size[1] // s)))
-        pixels = jpeg_region.decode(data, s, snapped)
+        with DecodeTimer():
+            pixels = jpeg_region.decode(data, s, snapped)
         if pixels is not None:
             return _resize_rgbx(pixels, (snapped[2] - snapped[0], snapped[3] - snapped[1]), out, flip)
     im = _open(data)
     if size is None:
         box, flip = plan(*im.size)
     scale = _draft(im, box[2] - box[0], box[3] - box[1], out, out)
-    im.load()
+    with DecodeTimer():
+        im.load()
     return _crop_resize(im, _snap_box(box, scale, im.size), out, flip)
 
 
 def _load_rgb_or_l(im: Image.Image) -> Image.Image:
     """Decode; keep ``RGB`` and ``L`` (``_to_chw`` replicates gray), convert anything else to RGB."""
-    im.load()
+    with DecodeTimer():
+        im.load()
     return im if im.mode in ("RGB", "L") else im.convert("RGB")
 
 
@@ -207,7 +211,8 @@ def _to_chw(im: Image.Image, flip: bool = False) -> torch.Tensor:
 def decode_rgb(data: ImageBytes) -> Image.Image:
     """Fully decode any Pillow-readable image bytes to an ``RGB`` PIL image (grayscale/CMYK safe)."""
     im = _open(data)
-    im.load()
+    with DecodeTimer():
+        im.load()
     return im if im.mode == "RGB" else im.convert("RGB")
 
 
