@@ -104,4 +104,6 @@ def run(args: argparse.Namespace) -> int:
         return fail(str(exc))
     print_report(result)
     stream_shards(args, result)
+    shards = Path(args.out) / "shards"
+    print(f"[4] see it: imagenet-stream inspect {shards} --html report.html   (then open report.html)")
     return 0

@@ -122,3 +122,13 @@ def test_at_21841_classes_the_report_is_small_and_quick(tmp_path) -> None:
         assert page.evaluate("document.getElementById('treemap').dataset.classes") == "21841"
         assert page.evaluate("document.querySelectorAll('#treemap .tile').length") > 3
         assert page.errors == []
+
+
+def test_link_rot_lists_the_worst_synsets_first() -> None:
+    from imagenet_stream.visual.panels import link_rot
+
+    report = {"downloads": {"per_synset": {"n01440764": {"ok": 9, "total": 10, "rate": 0.9},
+                                           "n01443537": {"ok": 2, "total": 10, "rate": 0.2}}}}
+    html = link_rot(report, {"n01443537": "goldfish"})
+    assert html.index("n01443537") < html.index("n01440764") and "80% gone" in html and "goldfish" in html
+    assert link_rot({}, {}) == "" and link_rot(None, {}) == ""
