@@ -91,6 +91,8 @@ def measure_loader(spec: dict[str, Any]) -> dict[str, Any]:
         cpu_end = _cpu(pids)
         main_end = procstat.cpu_seconds(me)
         hwm = {str(p): procstat.hwm(p) for p in pids}
+        stats_of = getattr(getattr(loader, "dataset", None), "stats", None)
+        stats = stats_of() if callable(stats_of) else None  # ImageNetStream's counters (requests, stage clocks)
         del loader
     if first_batch_s is None:
         raise RuntimeError(f"{spec['kind']}: the loader yielded no batch")
@@ -123,6 +125,7 @@ def measure_loader(spec: dict[str, Any]) -> dict[str, Any]:
         "hwm": hwm,
         "main_rss": main_rss,
         "worker_rss": worker_rss,
+        "stats": stats,
     }
 
 

@@ -28,6 +28,7 @@ import os
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -76,6 +77,7 @@ class _Here:
     counter: Counter
     views: OrderedDict[int, EpochView] = field(default_factory=OrderedDict)
     current: dict[str, Any] | None = None   # the latest iterator's world and pass (its state)
+    decoders: ThreadPoolExecutor | None = None  # decode_threads, started by the first pass that needs them
 
 
 class ImageNetStream(IterableDataset):
@@ -124,6 +126,10 @@ class ImageNetStream(IterableDataset):
         prefetch: byte ranges fetched ahead of decoding by each worker (default: two batches' worth).
         merge_gap: bytes of unneeded samples one request may read across to join two ranges.
         index_cache_bytes: the side indexes a worker keeps (LRU, by their encoded size; 64 MB).
+        decode_threads: decode and transform each batch on this many threads of the iterating process
+            (the training process with ``num_workers=0``, or each DataLoader worker), the next batch
+            while the current one is consumed; 0: on the iterating thread. Same samples, pixels and
+            order either way.
 
     Attributes:
         classes: the target wnids (None for foreign shards without ``classes_in``); ``num_classes``.
@@ -147,7 +153,8 @@ class ImageNetStream(IterableDataset):
                  retry: RetryPolicy | None = None, cache_dir: str | os.PathLike[str] | None = None,
                  cache_limit: int | None = None, index_dir: str | os.PathLike[str] | None = None,
                  partial: str = "drop", shuffle_window: int = 64, chunk: int = 16, prefetch: int | None = None,
-                 merge_gap: int = DEFAULT_MERGE_GAP, index_cache_bytes: int = DEFAULT_INDEX_CACHE) -> None:
+                 merge_gap: int = DEFAULT_MERGE_GAP, index_cache_bytes: int = DEFAULT_INDEX_CACHE,
+                 decode_threads: int = 0) -> None:
         super().__init__()
         self.options = o = StreamOptions(
             shuffle=shuffle, seed=seed, transform=transform, size=size, batch_size=batch_size,
@@ -155,7 +162,7 @@ class ImageNetStream(IterableDataset):
             epoch_size=epoch_size, replacement=replacement, storage_options=storage_options, retry=retry,
             cache_dir=cache_dir, cache_limit=cache_limit, index_dir=index_dir, partial=partial,
             shuffle_window=shuffle_window, chunk=chunk, prefetch=prefetch, merge_gap=merge_gap,
-            index_cache_bytes=index_cache_bytes)
+            index_cache_bytes=index_cache_bytes, decode_threads=decode_threads)
         self._transform = build_transform(o.transform, o.size)
         if isinstance(self._transform, (TrainTransform, EvalTransform)):
             jpeg_region.status()  # which decoder runs: resolved and logged here, once, not in every worker
@@ -317,10 +324,13 @@ class ImageNetStream(IterableDataset):
         view = self._view(here, epoch)
         plan = RankPlan(view.total, start, world.rank, world.world_size, batch_size, self.options.partial)
         here.reader.prefetch = self.options.prefetch or default_prefetch(batch_size, self.options.chunk)
+        if self.options.decode_threads and here.decoders is None:
+            here.decoders = ThreadPoolExecutor(self.options.decode_threads, thread_name_prefix="imagenet-stream-decode")
         worker_pass = WorkerPass(view=view, plan=plan, batches=range(first, plan.num_batches, world.num_workers),
                                  skip=skip, reader=here.reader, transform=self._transform,
                                  target_of=self._mixture.target, num_classes=self.num_classes, counter=here.counter,
-                                 logged=self._logged, shard_name=lambda s: self._shards[s].name)
+                                 logged=self._logged, shard_name=lambda s: self._shards[s].name,
+                                 decoders=here.decoders)
         here.current = {"epoch": epoch, "start": start, "rank": world.rank, "world_size": world.world_size,
                         "worker": world.worker, "num_workers": world.num_workers, "batch_size": batch_size,
                         "pass": worker_pass}

@@ -22,6 +22,7 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Executor, Future
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -134,7 +135,8 @@ class WorkerPass:
 
     def __init__(self, *, view: EpochView, plan: RankPlan, batches: range, skip: int, reader: ShardReader,
                  transform: Callable[[Any, np.random.Generator], Any], target_of: Callable[[int, int], int],
-                 num_classes: int, counter: Counter, logged: set[str], shard_name: Callable[[int], str]) -> None:
+                 num_classes: int, counter: Counter, logged: set[str], shard_name: Callable[[int], str],
+                 decoders: Executor | None = None) -> None:
         self.view, self.plan, self.reader = view, plan, reader
         self.windows = BatchWindows(view, plan, batches)
         self.transform, self.target_of, self.num_classes = transform, target_of, num_classes
@@ -144,6 +146,8 @@ class WorkerPass:
         self._step = batches.step
         self.entered = time.perf_counter_ns()  # when the iterator started (the caller may set it earlier)
         self._clock = {"decode_ns": 0, "transform_ns": 0, "iterate_ns": 0, "outside_ns": 0}
+        self._clock_lock = threading.Lock()  # decoding threads add to the clock too
+        self.decoders = decoders
 
     # -- one sample --------------------------------------------------------------------------
     def _rng(self, position: int) -> np.random.Generator:
@@ -173,15 +177,18 @@ class WorkerPass:
             return None
         finally:
             decode = decode_clock() - decoded
-            self._clock["decode_ns"] += decode
-            self._clock["transform_ns"] += time.perf_counter_ns() - started - decode
+            transform = time.perf_counter_ns() - started - decode
+            with self._clock_lock:
+                self._clock["decode_ns"] += decode
+                self._clock["transform_ns"] += transform
         return image, target, item.key
 
     def _flush_clock(self) -> None:
-        for name, ns in self._clock.items():
+        with self._clock_lock:
+            clock, self._clock = self._clock, dict.fromkeys(self._clock, 0)
+        for name, ns in clock.items():
             if ns:
                 self.counter.add(name, ns)
-        self._clock = dict.fromkeys(self._clock, 0)
 
     def _log_once(self, item: RawSample, why: str) -> None:
         if item.key in self.logged or len(self.logged) >= _LOGGED_LIMIT:
@@ -190,10 +197,20 @@ class WorkerPass:
         log.warning("replacing sample %s of shard %s: %s", item.key, self.shard_name(item.shard), why)
 
     # -- one batch ---------------------------------------------------------------------------
-    def _batch(self, k: int, items: list[RawSample | MissingSample]) -> list[tuple[Any, int, str]]:
+    def _decode(self, k: int, items: list[RawSample | MissingSample]) -> list[Future]:
+        """Start decoding batch ``k``'s own samples on the decoding threads."""
+        assert self.decoders is not None
+        return [self.decoders.submit(self._use, item, self._rng(q))
+                for item, q in zip(items, self.windows.positions(k).tolist())]
+
+    def _batch(self, k: int, items: list[RawSample | MissingSample],
+               decoded: list[Future] | None = None) -> list[tuple[Any, int, str]]:
+        """Batch ``k``'s samples, every one usable (``decoded``: its own samples' decoding, started
+        on the threads; substitutes are decoded here, in slot order, as without threads)."""
         positions = self.windows.positions(k)
-        out: list[tuple[Any, int, str] | None] = [self._use(item, self._rng(q)) for item, q in
-                                                   zip(items, positions.tolist())]
+        out: list[tuple[Any, int, str] | None] = (
+            [f.result() for f in decoded] if decoded is not None
+            else [self._use(item, self._rng(q)) for item, q in zip(items, positions.tolist())])
         failed = [j for j, o in enumerate(out) if o is None]
         if not failed:
             return out  # type: ignore[return-value]
@@ -236,11 +253,22 @@ class WorkerPass:
         clock = time.perf_counter_ns
         entered: int | None = self.entered  # None while a sample is out (suspended at the yield)
         try:
+            ahead: tuple[list, list[Future]] | None = None  # the next batch, decoding on the threads
             for k in range(len(self.windows)):
                 t = self.windows.batches[k]
                 size = len(self.windows.positions(k))
-                items = [next(raw) for _ in range(size)]
-                samples = self._batch(k, items)
+                if self.decoders is None:
+                    samples = self._batch(k, [next(raw) for _ in range(size)])
+                else:
+                    if ahead is None:
+                        items = [next(raw) for _ in range(size)]
+                        ahead = (items, self._decode(k, items))
+                    items, decoded = ahead
+                    ahead = None
+                    if k + 1 < len(self.windows):  # start the next batch before waiting on this one
+                        following = [next(raw) for _ in range(len(self.windows.positions(k + 1)))]
+                        ahead = (following, self._decode(k + 1, following))
+                    samples = self._batch(k, items, decoded)
                 skip, self._skip = self._skip, 0
                 for j in range(skip, size):
                     self.position = PassPosition(t, j + 1) if j + 1 < size else PassPosition(t + self._step, 0)

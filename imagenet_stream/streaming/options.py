@@ -62,6 +62,7 @@ class StreamOptions:
     prefetch: int | None = None
     merge_gap: int = DEFAULT_MERGE_GAP
     index_cache_bytes: int = DEFAULT_INDEX_CACHE
+    decode_threads: int = 0
 
     def __post_init__(self) -> None:
         if self.partial not in PARTIAL_MODES:
@@ -77,6 +78,7 @@ class StreamOptions:
             "chunk": int_option("chunk", self.chunk, 1),
             "merge_gap": int_option("merge_gap", self.merge_gap, 0),
             "index_cache_bytes": int_option("index_cache_bytes", self.index_cache_bytes, 0),
+            "decode_threads": int_option("decode_threads", self.decode_threads, 0),
             "retry": self.retry or RetryPolicy(),
             "sampling": parse_sampling(self.sampling),
             "epoch_size": None if self.epoch_size is None else int_option("epoch_size", self.epoch_size, 0),

@@ -179,3 +179,17 @@ def test_corrupt_images_and_a_truncated_shard_under_two_gloo_ranks_keep_counts_e
     lost = {built.keys[1][1], built.keys[1][50], built.keys[1][77]} | set(built.keys[5][60:])
     seen = set(sum((flat_keys(b) for b in per_rank), []))
     assert not seen & lost and seen == set(built.all_keys) - lost
+
+
+def test_decode_threads_under_two_gloo_ranks_give_the_same_batches_and_substitutions(dsutil, tmp_path) -> None:
+    """decode_threads=2 in each of 2 ranks' 2 workers: the very batches (keys, targets, in order) and
+    the very substitutions of the serial path."""
+    built = dsutil.build_dataset(str(tmp_path / "ds"), 400, 50, corrupt=[3, 77, 78, 79, 201])
+    cfg = {"url": built.url, "size": 32, "batch_size": 8, "num_workers": 2, "seed": 4, "epochs": [0]}
+    serial = launch(2, cfg, tmp_path / "serial", gloo="before")
+    threaded = launch(2, {**cfg, "options": {"decode_threads": 2}}, tmp_path / "threads", gloo="before")
+    assert [r["epochs"]["0"] for r in threaded] == [r["epochs"]["0"] for r in serial]
+    for name in ("corrupt_images", "substituted_samples", "samples_yielded"):
+        assert ([r["stats_by_epoch"]["0"][name] for r in threaded]
+                == [r["stats_by_epoch"]["0"][name] for r in serial]), name
+    assert sum(r["stats_by_epoch"]["0"]["substituted_samples"] for r in threaded) == 5
