@@ -5,12 +5,13 @@ from a few contiguous in-shard ranges. For every window the reader sorts the nee
 them into byte ranges of the tar (neighbouring samples share one request; ranges closer than
 ``merge_gap`` bytes are merged), fetches the ranges on a background thread (bounded by
 ``prefetch`` ranges ahead of the consumer, so the next window downloads while this one decodes;
-remote shards read without a local cache with ``fetch_threads`` requests in flight, handed on in
-order), and yields the samples in the window's order as :class:`RawSample` with their JPEG bytes.
+remote shards read without a local cache with ``fetch_threads`` requests in flight, more as latency
+demands, handed on in order), and yields the samples in the window's order as :class:`RawSample`
+with their JPEG bytes.
 
-Memory: the fetched bytes of the current window plus up to ``prefetch + fetch_threads`` ranges. A sample that cannot
-be read comes out as a :class:`MissingSample` in its place (the caller substitutes it): the samples
-past the end of a truncated shard (``truncated_samples``, ``truncated_shards``), and every sample of a
+Memory: the fetched bytes of the current window plus up to ``prefetch`` + ``MAX_IN_FLIGHT`` (16)
+ranges. A sample that cannot be read comes out as a :class:`MissingSample` in its place (the caller
+substitutes it): the samples past the end of a truncated shard (``truncated_samples``, ``truncated_shards``), and every sample of a
 shard that is gone, unreadable, or whose side index fails its checks (``unreadable_samples``,
 ``bad_shards``); each such shard is logged once per process.
 """
@@ -25,7 +26,7 @@ import threading
 import time
 from collections import OrderedDict, deque
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import BinaryIO
 
@@ -45,6 +46,10 @@ DEFAULT_MERGE_GAP = 256 << 10
 DEFAULT_PREFETCH = 8
 #: Requests in flight at once per reading pass, for remote shards read without a local cache.
 DEFAULT_FETCH_THREADS = 4
+#: Most ranged requests one reader keeps in flight, once latency has made it raise its limit.
+MAX_IN_FLIGHT = 16
+#: Windows ahead whose side indexes a remote reader fetches before it needs them.
+INDEX_LOOKAHEAD = 4
 _OPEN_FILES = 8
 _JOIN_WARN_SECONDS = 30.0
 
@@ -112,6 +117,7 @@ class ShardReader:
         self.chunk_size = int(chunk_size)
         self.prefetch = max(1, int(prefetch))
         self.fetch_threads = max(1, int(fetch_threads))
+        self.in_flight_limit = self.fetch_threads  # raised by passes that find the store slow to answer
         self._indexes = SideIndexes(self.stores, self.shards, cache=cache, count=self.count,
                                     chunk_size=self.chunk_size, capacity=int(index_cache_bytes))
         self._uncacheable: set[int] = set()
@@ -236,15 +242,27 @@ class ShardReader:
             return False
 
         files: OrderedDict[int, BinaryIO] = OrderedDict()  # this pass's open cache files
-        # Remote ranges without a local cache are fetched by a few threads at once (object stores
-        # answer each request after tens of ms: one at a time would starve the decoder); results
-        # are handed on in order, at most ``fetch_threads`` requests ahead of the queue.
-        pool = (ThreadPoolExecutor(self.fetch_threads, thread_name_prefix="imagenet-stream-fetch")
+        # Remote ranges without a local cache are fetched by several threads at once (an object store
+        # answers each request after tens of ms: one at a time would starve the decoder) and handed
+        # on in order. How many are in flight adapts to the latency: it starts at ``fetch_threads``
+        # and grows (up to ``MAX_IN_FLIGHT``) each time the consumer has drained the queue while the
+        # oldest request is still unanswered. Window ends queue behind the requests, so requests stay
+        # in flight across windows; the next windows' side indexes are fetched ahead.
+        pool = (ThreadPoolExecutor(MAX_IN_FLIGHT, thread_name_prefix="imagenet-stream-fetch")
                 if self.fetch_threads > 1 and self.cache is None else None)
-        pending: deque[tuple[int, int, np.ndarray, int, SideIndex, Future[bytes]]] = deque()
+        pending: deque[tuple] = deque()  # ("range", w, shard, group, begin, index, future) | ("end", w)
+        in_flight = [0, self.in_flight_limit]  # ranges in ``pending``, the limit (learned by earlier passes too)
+        indexes_asked: set[int] = set()
 
         def hand_on_oldest() -> bool:
-            w, shard, group, begin, index, future = pending.popleft()
+            entry = pending.popleft()
+            if entry[0] == "end":
+                return put((_END, entry[1]))
+            _, w, shard, group, begin, index, future = entry
+            in_flight[0] -= 1
+            if not future.done() and out.empty() and in_flight[1] < MAX_IN_FLIGHT:
+                in_flight[1] += 1  # the consumer is starving on this request: keep more in flight
+                self.in_flight_limit = max(self.in_flight_limit, in_flight[1])
             try:
                 data = future.result()
             except (FileNotFoundError, PermissionError) as exc:
@@ -254,6 +272,13 @@ class ShardReader:
                 return True  # the consumer substitutes what this range held
             return put(_Range(w, shard, group, begin, data, index))
 
+        def fetch_indexes_ahead(w: int) -> None:
+            for ahead in range(w + 1, min(w + 1 + INDEX_LOOKAHEAD, len(windows))):
+                for x in np.unique(windows[ahead][0]).tolist():
+                    if x not in indexes_asked and x not in self._bad and not self._indexes.holds(x):
+                        indexes_asked.add(x)
+                        pool.submit(self._usable_index, int(x))  # type: ignore[union-attr]
+
         try:
             for w, (shards, indices) in enumerate(windows):
                 needed = [int(x) for x in np.unique(shards)]
@@ -262,6 +287,8 @@ class ShardReader:
                     if len(missing) > 1:
                         list(pool.map(self._usable_index, missing))
                 indexes = {x: self._usable_index(x) for x in needed}
+                if pool is not None:
+                    fetch_indexes_ahead(w)
                 for shard in needed:
                     members = np.unique(indices[shards == shard])
                     index = indexes[shard]
@@ -272,10 +299,12 @@ class ShardReader:
                         if stop.is_set():
                             return
                         if remote:
-                            pending.append((w, shard, group, begin, index,
+                            while in_flight[0] >= in_flight[1]:
+                                if not hand_on_oldest():
+                                    return
+                            pending.append(("range", w, shard, group, begin, index,
                                             pool.submit(self.fetch, shard, begin, end, None)))
-                            if len(pending) >= self.fetch_threads and not hand_on_oldest():
-                                return
+                            in_flight[0] += 1
                             continue
                         while pending:  # keep the order: what is in flight goes first
                             if not hand_on_oldest():
@@ -289,17 +318,20 @@ class ShardReader:
                             break  # the consumer substitutes every sample of this shard
                         if not put(_Range(w, shard, group, begin, data, index)):
                             return
-                while pending:
-                    if not hand_on_oldest():
-                        return
-                if not put((_END, w)):
+                if pending:
+                    pending.append(("end", w))  # after this window's requests, which stay in flight
+                elif not put((_END, w)):
+                    return
+            while pending:
+                if not hand_on_oldest():
                     return
         except BaseException as exc:  # noqa: BLE001 - handed to the consumer, which re-raises
             put(exc)
         finally:
             if pool is not None:
-                for *_, future in pending:
-                    future.cancel()
+                for entry in pending:
+                    if entry[0] == "range":
+                        entry[-1].cancel()
                 pool.shutdown(wait=True)
             while files:
                 files.popitem(last=False)[1].close()
