@@ -62,6 +62,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="a DIR/<wnid>/*.JPEG tree of real images (default: generated)")
     p.add_argument("--count", type=int, help="images to use (default 1000; --quick 128)")
     p.add_argument("--classes", type=int, default=100, help="classes of the generated set (default 100)")
+    p.add_argument("--realistic", action="store_true",
+                   help="generate photographic texture with ImageNet's long tail of sizes (up to 4,000 px), "
+                        "progressive, grayscale and CMYK JPEGs instead of the default smooth images")
     p.add_argument("--workers", help="comma-separated DataLoader num_workers (default 0,1,..,cores)")
     p.add_argument("--epochs", type=int, help="epochs per contender (default 2; --quick 1)")
     p.add_argument("--leak-epochs", type=int,
@@ -220,9 +223,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.images:
         images = workload.from_folder(args.images, args.count)
     else:
-        root = work / workload.cache_name(args.count, min(args.classes, args.count))
+        root = work / workload.cache_name(args.count, min(args.classes, args.count), realistic=args.realistic)
         log(f"generating {args.count} images in {root} (cached) ...")
-        images = workload.generate(str(root), args.count, min(args.classes, args.count), workers=cores)
+        images = workload.generate(str(root), args.count, min(args.classes, args.count), workers=cores,
+                                   realistic=args.realistic)
     data_line = workload.describe(images)
     log(data_line)
 

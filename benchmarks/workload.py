@@ -2,7 +2,9 @@
 
 By default the images are generated once (procedural photo-like content, ImageNet's spread of sizes:
 long side log-normal around 500 px, mostly 4:3, 2.3% grayscale, about 100 KB per JPEG) into a
-cached class-folder tree; ``--images DIR`` takes a real ``DIR/<wnid>/*.JPEG`` tree instead, of which
+cached class-folder tree; ``--realistic`` generates photographic texture instead (a 1/f spectrum),
+with ImageNet's long tail of sizes (2% with a long side of 1,000-4,000 px), 3% progressive, 2.3%
+grayscale and 0.5% CMYK JPEGs at quality 75-95; ``--images DIR`` takes a real ``DIR/<wnid>/*.JPEG`` tree instead, of which
 ``count`` images are picked (evenly over the sorted list, so every class is represented).
 """
 from __future__ import annotations
@@ -24,13 +26,16 @@ from imagenet_stream.hierarchy import load_space
 from imagenet_stream.sharding.coordinator import ShardOptions, ShardResult, shard
 from imagenet_stream.sharding.records import SourceRecord, Verified
 from imagenet_stream.sharding.verify_image import VerifyConfig, verify_record
-from imagenet_stream.synthetic import make_jpeg
+from imagenet_stream.synthetic import make_jpeg, natural_array
 
 IMAGE_SUFFIXES = (".jpeg", ".jpg", ".png")
 _ASPECTS = np.array([4 / 3, 3 / 4, 1.0, 3 / 2, 2 / 3, 16 / 9])
 _ASPECT_P = np.array([0.5, 0.2, 0.1, 0.1, 0.05, 0.05])
 _GRAY_SHARE = 0.023  # 23 of 1,000 sampled ILSVRC train images
 _QUALITY = 94        # brings the synthetic mean near ImageNet's ~110 KB per image
+_LARGE_SHARE = 0.02  # realistic set: images with a long side of 1,000-4,000 px
+_PROGRESSIVE_SHARE = 0.03
+_CMYK_SHARE = 0.005
 
 
 @dataclass(frozen=True)
@@ -67,30 +72,60 @@ def _image_size(rng: np.random.Generator) -> tuple[int, int]:
     return max(56, int(round(w))), max(56, int(round(h)))
 
 
-def _make_one(job: tuple[str, int, int]) -> None:
-    path, seed, index = job
+def _realistic_size(rng: np.random.Generator) -> tuple[int, int]:
+    """ImageNet's spread with its long tail: most images near 500x375, a few percent up to 4,000 px."""
+    if rng.random() < _LARGE_SHARE:
+        long_side = float(rng.uniform(1000, 4000))
+        aspect = float(rng.choice(_ASPECTS, p=_ASPECT_P))
+        w, h = (long_side, long_side / aspect) if aspect >= 1 else (long_side * aspect, long_side)
+        return int(round(w)), int(round(h))
+    return _image_size(rng)
+
+
+def _realistic_jpeg(rng: np.random.Generator, seed: int) -> bytes:
+    """Photographic texture (a 1/f spectrum, correlated colours, hard-edged objects), saved as
+    ImageNet's JPEGs are: mostly baseline RGB at quality 75-95, some progressive, grayscale or CMYK."""
+    width, height = _realistic_size(rng)
+    image = Image.fromarray(natural_array(width, height, seed))
+    kind = rng.random()
+    if kind < _GRAY_SHARE:
+        image = image.convert("L")
+    elif kind < _GRAY_SHARE + _CMYK_SHARE:
+        image = image.convert("CMYK")
+    out = io.BytesIO()
+    image.save(out, "JPEG", quality=int(rng.integers(75, 96)), progressive=bool(rng.random() < _PROGRESSIVE_SHARE))
+    return out.getvalue()
+
+
+def _make_one(job: tuple[str, int, int, bool]) -> None:
+    path, seed, index, realistic = job
     rng = np.random.default_rng([seed, index])
-    width, height = _image_size(rng)
-    mode = "L" if rng.random() < _GRAY_SHARE else "RGB"
-    data = make_jpeg(width, height, seed=seed * 1_000_003 + index, quality=_QUALITY, mode=mode)
+    if realistic:
+        data = _realistic_jpeg(rng, seed * 1_000_003 + index)
+    else:
+        width, height = _image_size(rng)
+        mode = "L" if rng.random() < _GRAY_SHARE else "RGB"
+        data = make_jpeg(width, height, seed=seed * 1_000_003 + index, quality=_QUALITY, mode=mode)
     tmp = path + ".tmp"
     with open(tmp, "wb") as f:
         f.write(data)
     os.replace(tmp, path)
 
 
-def cache_name(count: int, classes: int, seed: int = 0) -> str:
+def cache_name(count: int, classes: int, seed: int = 0, realistic: bool = False) -> str:
     """Folder name of a generated set: it changes whenever what would be generated changes."""
-    return f"images-{count}-{classes}-s{seed}-q{_QUALITY}"
+    return f"photos-{count}-{classes}-s{seed}-r1" if realistic else f"images-{count}-{classes}-s{seed}-q{_QUALITY}"
 
 
-def generate(root: str, count: int, classes: int, seed: int = 0, workers: int = 1) -> ImageSet:
-    """``count`` synthetic images in ``classes`` in1k class folders under ``root`` (reused when complete)."""
+def generate(root: str, count: int, classes: int, seed: int = 0, workers: int = 1,
+             realistic: bool = False) -> ImageSet:
+    """``count`` synthetic images in ``classes`` in1k class folders under ``root`` (reused when complete);
+    ``realistic``: photographic texture and ImageNet's long tail of sizes and JPEG kinds."""
     wnids = load_space("in1k").wnids[:classes]
     jobs = []
     for i in range(count):
         wnid = wnids[i % classes]
-        jobs.append((os.path.join(root, wnid, f"{wnid}_{i}.JPEG"), seed, i))
+        jobs.append((os.path.join(root, wnid, f"{wnid}_{i}.JPEG"), seed, i, realistic))
     marker = Path(root, ".complete")
     if not marker.exists():
         for wnid in wnids:
