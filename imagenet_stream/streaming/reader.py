@@ -26,7 +26,7 @@ import threading
 import time
 from collections import OrderedDict, deque
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import BinaryIO
 
@@ -252,7 +252,7 @@ class ShardReader:
                 if self.fetch_threads > 1 and self.cache is None else None)
         pending: deque[tuple] = deque()  # ("range", w, shard, group, begin, index, future) | ("end", w)
         in_flight = [0, self.in_flight_limit]  # ranges in ``pending``, the limit (learned by earlier passes too)
-        indexes_asked: set[int] = set()
+        index_fetches: dict[int, Future] = {}  # side indexes fetched ahead, not yet needed
 
         def hand_on_oldest() -> bool:
             entry = pending.popleft()
@@ -275,13 +275,16 @@ class ShardReader:
         def fetch_indexes_ahead(w: int) -> None:
             for ahead in range(w + 1, min(w + 1 + INDEX_LOOKAHEAD, len(windows))):
                 for x in np.unique(windows[ahead][0]).tolist():
-                    if x not in indexes_asked and x not in self._bad and not self._indexes.holds(x):
-                        indexes_asked.add(x)
-                        pool.submit(self._usable_index, int(x))  # type: ignore[union-attr]
+                    if (x not in index_fetches and x not in self._bad and not self._indexes.holds(x)
+                            and not self.stores[self.shards[x].index_store].is_local):
+                        index_fetches[x] = pool.submit(self._usable_index, int(x))  # type: ignore[union-attr]
 
         try:
             for w, (shards, indices) in enumerate(windows):
                 needed = [int(x) for x in np.unique(shards)]
+                for x in needed:  # fetched ahead: wait for that request rather than send another
+                    if x in index_fetches:
+                        index_fetches.pop(x).result()
                 if pool is not None:  # the window's side indexes not held yet, fetched at once
                     missing = [x for x in needed if not self._indexes.holds(x) and x not in self._bad]
                     if len(missing) > 1:
