@@ -82,11 +82,7 @@ def main() -> None:
     if args.quick:
         args.count, args.reps, args.latencies, args.workers = 300, 1, "50", "0,2"
     work = Path(args.work)
-    work.mkdir(parents=True, exist_ok=True)
-    images = workload.generate(str(work / workload.cache_name(args.count, 100)), args.count, 100, workers=2)
-    shards = work / f"latency-shards-{args.count}"
-    if not (shards / "index.json").exists():
-        workload.shard_images(images, str(shards), 250, 2, str(work / f"latency-list-{args.count}.csv"))
+    shards = workload.cached_shards(work, args.count)
     moto, moto_port = start([sys.executable, "-c", _MOTO])
     proxies: list[subprocess.Popen] = []
     rows: list[tuple[str, int, list[dict[str, Any]]]] = []

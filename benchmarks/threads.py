@@ -42,11 +42,7 @@ def main() -> None:
     if args.quick:
         args.count, args.reps = 300, 1
     work = Path(args.work)
-    work.mkdir(parents=True, exist_ok=True)
-    images = workload.generate(str(work / workload.cache_name(args.count, 100)), args.count, 100, workers=2)
-    shards = work / f"latency-shards-{args.count}"
-    if not (shards / "index.json").exists():
-        workload.shard_images(images, str(shards), 250, 2, str(work / f"latency-list-{args.count}.csv"))
+    shards = workload.cached_shards(work, args.count)
     results: list[tuple[str, list[dict[str, Any]]]] = []
     for label, workers, threads in ROWS:
         spec = {"kind": "ours", "workers": workers, "batch_size": args.batch_size, "epochs": 2, "url": str(shards),

@@ -181,6 +181,17 @@ def shard_images(images: ImageSet, out: str, shard_size: int, workers: int,
     return result, time.perf_counter() - start
 
 
+def cached_shards(work: Path, count: int, classes: int = 100, shard_size: int = 250) -> Path:
+    """Shards of ``count`` generated images under ``work`` (both made once and reused): the data of
+    the latency and threads benchmarks."""
+    work.mkdir(parents=True, exist_ok=True)
+    images = generate(str(work / cache_name(count, classes)), count, classes, workers=2)
+    shards = work / f"latency-shards-{count}"
+    if not (shards / "index.json").exists():
+        shard_images(images, str(shards), shard_size, 2, str(work / f"latency-list-{count}.csv"))
+    return shards
+
+
 def bare_verify(paths: Sequence[str], seconds: float) -> dict[str, float]:
     """One process, images/s of: sha256 + full decode; and our ``verify_record`` (sha256 + 1/8 draft check).
 
