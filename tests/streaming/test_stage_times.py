@@ -72,3 +72,20 @@ def test_the_monitor_logs_and_writes_from_rank_zero(small_ds, caplog, monkeypatc
     monkeypatch.setenv("RANK", "1")
     monkeypatch.setenv("WORLD_SIZE", "2")
     assert monitor.report() is None  # other ranks stay quiet
+
+
+def test_the_monitor_writes_tensorboard_scalars(small_ds, tmp_path) -> None:
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    ds = stream(small_ds.url)
+    monitor = StreamMonitor(ds, every=0, log_dir=str(tmp_path / "runs"))
+    for _ in monitor(DataLoader(ds, batch_size=6)):
+        pass
+    monitor.writer.flush()
+    events = EventAccumulator(str(tmp_path / "runs"))
+    events.Reload()
+    tags = events.Tags()["scalars"]
+    assert {"imagenet_stream/samples_per_second", "imagenet_stream/share_decode",
+            "imagenet_stream/share_wait_for_bytes"} <= set(tags)
+    rates = events.Scalars("imagenet_stream/samples_per_second")
+    assert [e.step for e in rates] == list(range(1, 11)) and all(e.value > 0 for e in rates)
