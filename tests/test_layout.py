@@ -16,7 +16,7 @@ import imagenet_stream
 ROOT = Path(imagenet_stream.__file__).parent
 FLOORS = {
     "": 0, "errors": 0, "redaction": 0, "_lazy": 0, "synthetic": 0,
-    "urls": 0, "rows": 0, "thumbnails": 0, "retry": 1, "storage": 1,
+    "urls": 0, "rows": 0, "thumbnails": 0, "units": 0, "retry": 1, "storage": 1,
     "format": 2,
     "hierarchy": 3,
     "streaming": 4, "integrations": 4,

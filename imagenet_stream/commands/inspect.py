@@ -9,8 +9,9 @@ from imagenet_stream.errors import ImageNetStreamError
 from imagenet_stream.format import Manifest
 from imagenet_stream.format.integrity import check_dataset
 from imagenet_stream.format.names import REPORT_NAME
-from imagenet_stream.sharding.report import format_curation, format_size
+from imagenet_stream.sharding.report import format_curation
 from imagenet_stream.storage import Store
+from imagenet_stream.units import format_size
 
 HELP = "print a dataset's manifest summary; --verify re-hashes every shard and checks every offset"
 TOP_CLASSES = 10
@@ -35,12 +36,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def _wordnet_names() -> dict[str, str] | None:
     """wnid → first WordNet lemma, when the hierarchy data can be loaded."""
     try:
-        from imagenet_stream.hierarchy.graph import load_graph
+        from imagenet_stream.hierarchy.graph import short_names
 
-        graph = load_graph()
+        return short_names()
     except Exception:  # noqa: BLE001 - names are a nicety; the summary works without them
         return None
-    return {w: n.split(",")[0] for w, n in zip(graph.node_wnids, graph.names)}
 
 
 def summarize(manifest: Manifest, url: str) -> str:

@@ -173,6 +173,12 @@ class WordNetGraph:
         return path
 
 
+def short_names() -> dict[str, str]:
+    """wnid -> its first WordNet lemma ("golden retriever"), for every shipped node."""
+    graph = load_graph()
+    return {w: n.split(",")[0] for w, n in zip(graph.node_wnids, graph.names)}
+
+
 def _u32(raw: bytes) -> np.ndarray:
     return np.frombuffer(raw, dtype="<u4").astype(np.int64)
 

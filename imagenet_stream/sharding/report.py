@@ -9,6 +9,7 @@ from typing import Any
 
 from imagenet_stream.sharding.records import Rejected, SourceRecord, TooLarge
 from imagenet_stream.thumbnails import thumbnail_b64
+from imagenet_stream.units import format_size
 
 MAX_EXAMPLES = 10
 _THUMB_SOURCE_BYTES = 32 << 20  # a larger rejected file gets no thumbnail
@@ -85,12 +86,3 @@ def format_downloads(downloads: dict[str, Any] | None, worst: int = 5, label: st
         lines.append(label.format("link rot") + f"success per synset from {min(synsets)[0]:.0%} to {max(synsets)[0]:.0%}; "
                      f"worst: {shown}")
     return lines
-
-
-def format_size(n: int) -> str:
-    value = float(n)
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if value < 1024 or unit == "TiB":
-            return f"{value:.1f} {unit}" if unit != "B" else f"{n} B"
-        value /= 1024
-    return f"{n} B"

@@ -272,8 +272,11 @@ class ShardReader:
                 return True  # the consumer substitutes what this range held
             return put(_Range(w, shard, group, begin, data, index))
 
+        looked_ahead = [0]  # windows before this one have had their side indexes asked for
+
         def fetch_indexes_ahead(w: int) -> None:
-            for ahead in range(w + 1, min(w + 1 + INDEX_LOOKAHEAD, len(windows))):
+            first, looked_ahead[0] = max(w + 1, looked_ahead[0]), min(w + 1 + INDEX_LOOKAHEAD, len(windows))
+            for ahead in range(first, looked_ahead[0]):
                 for x in np.unique(windows[ahead][0]).tolist():
                     if (x not in index_fetches and x not in self._bad and not self._indexes.holds(x)
                             and not self.stores[self.shards[x].index_store].is_local):

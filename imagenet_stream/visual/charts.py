@@ -29,13 +29,6 @@ def _nice(value: float) -> str:
     return f"{value:.3g}"
 
 
-def format_bytes(n: float) -> str:
-    for unit, size in (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
-        if n >= size:
-            return f"{n / size:.1f} {unit}"
-    return f"{int(n)} B"
-
-
 def histogram(values: Sequence[float], title: str, x_label: str, bins: int = 30,
               fmt: Callable[[float], str] = _nice) -> str:
     """Bars of how many values fall in each of ``bins`` equal bins."""
@@ -108,4 +101,4 @@ def lineage_graph(steps: Sequence[tuple[str, str]]) -> str:
             f'aria-label="version lineage">{"".join(parts)}</svg>')
 
 
-__all__ = ["format_bytes", "histogram", "lineage_graph", "loglog_curve"]
+__all__ = ["histogram", "lineage_graph", "loglog_curve"]

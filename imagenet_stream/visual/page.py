@@ -18,7 +18,7 @@ from typing import Any
 from imagenet_stream.curation.duplicates import read_report
 from imagenet_stream.format import Manifest
 from imagenet_stream.format.names import REPORT_NAME
-from imagenet_stream.hierarchy.graph import load_graph
+from imagenet_stream.hierarchy.graph import short_names
 from imagenet_stream.storage import Store
 from imagenet_stream.visual import panels
 from imagenet_stream.visual.class_tree import class_tree
@@ -36,11 +36,6 @@ def _json_script(value: Any) -> str:
     return json.dumps(value, separators=(",", ":")).replace("</", "<\\/")
 
 
-def wordnet_names() -> dict[str, str]:
-    graph = load_graph()
-    return {w: n.split(",")[0] for w, n in zip(graph.node_wnids, graph.names)}
-
-
 def build_report(url: str, storage_options: Mapping[str, Any] | None = None, *, dedup: str | None = None,
                  grid: int = GRID_SAMPLES, seed: int = 0) -> str:
     """The HTML text of the report of the dataset at ``url`` (``dedup``: a local dedup report folder)."""
@@ -50,7 +45,7 @@ def build_report(url: str, storage_options: Mapping[str, Any] | None = None, *, 
     report = json.loads(beside_shards.read(REPORT_NAME)) if beside_shards.exists(REPORT_NAME) else None
     rows = read_report(dedup)[1] if dedup else None
     images = SampleImages(store, manifest)
-    names = wordnet_names()
+    names = short_names()
     tree = class_tree(manifest.classes.wnids, manifest.class_counts)
     sections = [
         panels.summary_cards(manifest, store.display_url),

@@ -10,7 +10,8 @@ from typing import Any
 from imagenet_stream.format import Manifest
 from imagenet_stream.storage import Store
 from imagenet_stream.thumbnails import thumbnail_b64
-from imagenet_stream.visual.charts import format_bytes, histogram, lineage_graph, loglog_curve
+from imagenet_stream.units import format_size
+from imagenet_stream.visual.charts import histogram, lineage_graph, loglog_curve
 from imagenet_stream.visual.sample_images import SampleImages
 
 log = logging.getLogger(__name__)
@@ -40,7 +41,7 @@ def summary_cards(manifest: Manifest, url: str) -> str:
     m = manifest
     present = sum(1 for c in m.class_counts if c)
     cards = [("samples", f"{m.num_available:,}"), ("classes", f"{present:,} of {m.classes.num_classes:,}"),
-             ("shards", f"{len(m.shards):,}"), ("bytes", format_bytes(m.total_bytes)),
+             ("shards", f"{len(m.shards):,}"), ("bytes", format_size(m.total_bytes)),
              ("version", f"{m.name} {m.version}"), ("class space", m.classes.space)]
     if m.exclusions is not None:
         cards.append(("excluded", f"{m.num_samples - m.num_available:,}"))
@@ -160,7 +161,7 @@ def shard_sizes(manifest: Manifest) -> str:
     sizes = [s.bytes for s in manifest.shards]
     samples = [s.num_samples for s in manifest.shards]
     return ('<section id="shards"><h2>Shards</h2><div class="charts">'
-            f'{histogram(sizes, "shard sizes", "bytes", fmt=format_bytes)}'
+            f'{histogram(sizes, "shard sizes", "bytes", fmt=format_size)}'
             f'{histogram(samples, "samples per shard", "samples")}</div></section>')
 
 
