@@ -2,7 +2,9 @@
 
 CPU time (this process, all its threads), so other load on the machine barely matters:
 
-* **bare**: ``TrainTransform`` over the dataset's own JPEG bytes in a loop (the decode limit);
+* **bare**: ``TrainTransform`` in a loop over the very samples and crops the loader makes (its
+  bytes and each sample's generator state, recorded in a first pass; the generators are built
+  before the clock starts): the decode limit, on the same work;
 * **loader**: ``DataLoader(ImageNetStream(...), num_workers=0)`` over the same dataset;
 * **overhead**: the loader with a transform that returns a fixed tensor: everything but decoding.
 
@@ -26,7 +28,6 @@ from torch.utils.data import DataLoader
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from imagenet_stream.format import MANIFEST_NAME, Manifest, SideIndex  # noqa: E402
 from imagenet_stream.streaming import ImageNetStream  # noqa: E402
 from imagenet_stream.streaming.decoding.transforms import BytesTransform, TrainTransform  # noqa: E402
 
@@ -42,25 +43,37 @@ class FixedTensor(BytesTransform):
         return self._out
 
 
-def dataset_jpegs(root: str) -> list[bytes]:
-    """Every image's bytes of a local dataset, sliced with the side indexes."""
-    manifest = Manifest.from_json(Path(root, MANIFEST_NAME).read_text())
-    out = []
-    for shard in manifest.shards:
-        index = SideIndex.from_bytes(Path(root, shard.index).read_bytes())
-        data = Path(root, shard.name).read_bytes()
-        for i in range(index.num_samples):
-            start = int(index.image_offsets[i])
-            out.append(data[start:start + int(index.image_sizes[i])])
-    return out
+class Recorder(FixedTensor):
+    """Keeps each sample's bytes and generator state, in the loader's order."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.samples: list[tuple[bytes, dict[str, Any]]] = []
+
+    def __call__(self, data: Any, rng: np.random.Generator | None = None) -> torch.Tensor:
+        assert rng is not None
+        self.samples.append((bytes(data), rng.bit_generator.state))
+        return self._out
 
 
-def bare_cpu(jpegs: list[bytes]) -> float:
-    fn, rng = TrainTransform(), np.random.default_rng(0)
+def loader_samples(root: str, batch_size: int) -> list[tuple[bytes, dict[str, Any]]]:
+    """The loader's samples with the generator state each is decoded with (epoch 0, seed 0)."""
+    recorder = Recorder()
+    loader_cpu(root, recorder, batch_size, {})
+    return recorder.samples
+
+
+def bare_cpu(samples: list[tuple[bytes, dict[str, Any]]]) -> float:
+    fn = TrainTransform()
+    jobs = []
+    for data, state in samples:
+        rng = np.random.Generator(np.random.PCG64())
+        rng.bit_generator.state = state
+        jobs.append((data, rng))
     start = time.process_time()
-    for data in jpegs:
+    for data, rng in jobs:
         fn(data, rng)
-    return len(jpegs) / (time.process_time() - start)
+    return len(jobs) / (time.process_time() - start)
 
 
 def loader_cpu(root: str, transform: Any, batch_size: int, options: dict[str, Any]) -> float:
@@ -79,13 +92,13 @@ def main() -> None:
     p.add_argument("--profile", action="store_true", help="print a cProfile listing of the loader")
     args = p.parse_args()
     torch.set_num_threads(1)
-    jpegs = dataset_jpegs(args.dataset)
+    samples = loader_samples(args.dataset, args.batch_size)
     best = {"bare": 0.0, "loader": 0.0, "overhead": 0.0}
     for _ in range(args.rounds):
-        best["bare"] = max(best["bare"], bare_cpu(jpegs))
+        best["bare"] = max(best["bare"], bare_cpu(samples))
         best["loader"] = max(best["loader"], loader_cpu(args.dataset, "train", args.batch_size, {}))
         best["overhead"] = max(best["overhead"], loader_cpu(args.dataset, FixedTensor(), args.batch_size, {}))
-    print(f"{len(jpegs)} images; best of {args.rounds} rounds, images per CPU-second of this process")
+    print(f"{len(samples)} images; best of {args.rounds} rounds, images per CPU-second of this process")
     print(f"bare TrainTransform:        {best['bare']:8.0f}")
     print(f"ImageNetStream workers=0:   {best['loader']:8.0f}  ({best['loader'] / best['bare']:.3f}x bare)")
     print(f"loader without decoding:    {best['overhead']:8.0f}  ({1e6 / best['overhead']:.0f} us CPU per sample; "

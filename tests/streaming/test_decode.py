@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 from PIL import Image
 
 from imagenet_stream.errors import ConfigError
+from imagenet_stream.streaming.decoding import jpeg_region
 from imagenet_stream.streaming.decoding import transforms as decode
 from imagenet_stream.streaming.decoding.presets import build_transform
 from imagenet_stream.streaming.decoding.transforms import (
@@ -299,3 +300,49 @@ def test_every_decode_path_refuses_a_pixel_bomb(png_bomb: bytes, spec) -> None:
     transform = build_transform(spec)
     with pytest.raises(Image.DecompressionBombError, match="exceeds the limit"):
         transform(png_bomb, np.random.default_rng(0))
+
+
+# --------------------------------------------------------------------------- the final copy
+@settings(max_examples=60, deadline=None)
+@given(width=st.integers(1, 1100), height=st.integers(1, 6), flip=st.booleans(), seed=st.integers(0, 2**16))
+def test_planar_copy_matches_numpy_on_both_paths(width, height, flip, seed) -> None:
+    # The native copy works in blocks of 512 pixels per row: widths around and past a block included.
+    rgbx = np.random.default_rng(seed).integers(0, 256, (height, width, 4), dtype=np.uint8)
+    expected = (rgbx[:, ::-1, :3] if flip else rgbx[:, :, :3]).transpose(2, 0, 1)
+    assert np.array_equal(decode._planar(rgbx, flip, None).numpy(), expected)
+    with jpeg_region.pillow_only():
+        assert np.array_equal(decode._planar(rgbx, flip, None).numpy(), expected)
+
+
+@pytest.mark.skipif(not jpeg_region.available(), reason="the native module is not loaded")
+def test_native_planar_refuses_wrong_buffers() -> None:
+    from imagenet_stream.streaming.decoding import _jpegroi
+
+    src, dst = np.zeros((4, 5, 4), np.uint8), np.zeros((3, 4, 5), np.uint8)
+    with pytest.raises(ValueError, match="5 x 5 pixels need 100 RGBX bytes in and 75 out, got 80 and 60"):
+        _jpegroi.planar(src, 5, 5, dst, False)
+    with pytest.raises(ValueError, match="bad size"):
+        _jpegroi.planar(src, 0, 4, dst, False)
+    with pytest.raises(BufferError, match="not writable"):
+        _jpegroi.planar(src, 5, 4, bytes(60), False)
+    with pytest.raises(ValueError, match="not C-contiguous"):
+        _jpegroi.planar(src[:, ::2], 3, 4, dst, False)
+
+
+@pytest.mark.parametrize("make", [TrainTransform, EvalTransform, lambda: TrainTransform(64, (0.9, 1.0))])
+def test_out_writes_the_same_tensor_into_a_batch_slot(images, backend, make) -> None:
+    transform = make()
+    side = transform.size
+    batch = torch.full((len(images), 3, side, side), 7, dtype=torch.uint8)
+    for j, data in enumerate(images.values()):
+        got = transform(data, np.random.default_rng(j), out=batch[j])
+        assert got.data_ptr() == batch[j].data_ptr()
+        assert torch.equal(batch[j], transform(data, np.random.default_rng(j)))
+
+
+def test_out_of_the_wrong_shape_or_type_is_refused(images) -> None:
+    data = images["median"]
+    for bad in (torch.empty(3, 224, 223, dtype=torch.uint8), torch.empty(3, 224, 224, dtype=torch.float32),
+                torch.empty(224, 224, 3, dtype=torch.uint8).permute(2, 0, 1)):
+        with pytest.raises(ConfigError, match="out= must be a contiguous CPU uint8 tensor"):
+            TrainTransform()(data, np.random.default_rng(0), out=bad)
