@@ -79,7 +79,7 @@ def bare_cpu(samples: list[tuple[bytes, dict[str, Any]]]) -> float:
 def loader_cpu(root: str, transform: Any, batch_size: int, options: dict[str, Any]) -> float:
     ds = ImageNetStream(root, shuffle=True, seed=0, transform=transform, batch_size=batch_size, **options)
     start, n = time.process_time(), 0
-    for batch in DataLoader(ds, batch_size=batch_size, num_workers=0):
+    for batch in DataLoader(ds, batch_size=None if options.get("batched") else batch_size, num_workers=0):
         n += len(batch[1])
     return n / (time.process_time() - start)
 
@@ -93,14 +93,17 @@ def main() -> None:
     args = p.parse_args()
     torch.set_num_threads(1)
     samples = loader_samples(args.dataset, args.batch_size)
-    best = {"bare": 0.0, "loader": 0.0, "overhead": 0.0}
+    best = {"bare": 0.0, "loader": 0.0, "batched": 0.0, "overhead": 0.0}
     for _ in range(args.rounds):
         best["bare"] = max(best["bare"], bare_cpu(samples))
         best["loader"] = max(best["loader"], loader_cpu(args.dataset, "train", args.batch_size, {}))
+        best["batched"] = max(best["batched"], loader_cpu(args.dataset, "train", args.batch_size, {"batched": True}))
         best["overhead"] = max(best["overhead"], loader_cpu(args.dataset, FixedTensor(), args.batch_size, {}))
     print(f"{len(samples)} images; best of {args.rounds} rounds, images per CPU-second of this process")
     print(f"bare TrainTransform:        {best['bare']:8.0f}")
-    print(f"ImageNetStream workers=0:   {best['loader']:8.0f}  ({best['loader'] / best['bare']:.3f}x bare)")
+    for name, label in (("loader", "ImageNetStream workers=0:"), ("batched", "... batched=True:")):
+        print(f"{label:27s} {best[name]:8.0f}  ({best[name] / best['bare']:.3f}x bare, "
+              f"{1e6 / best[name]:.0f} us CPU per image)")
     print(f"loader without decoding:    {best['overhead']:8.0f}  ({1e6 / best['overhead']:.0f} us CPU per sample; "
           f"decode {1e6 / best['bare']:.0f} us)")
     if args.profile:

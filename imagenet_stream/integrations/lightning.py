@@ -51,13 +51,14 @@ class _TrainLoader:
 class StreamDataModule(LightningDataModule):
     """``train`` (and optionally ``val``) :class:`~imagenet_stream.streaming.ImageNetStream` objects;
     ``loader_kwargs`` go to both DataLoaders (``batch_size``, ``num_workers``, ``pin_memory``, ...); the
-    batch size defaults to the streams' own and must agree with a stream's that is set."""
+    batch size defaults to the streams' own and must agree with a stream's that is set (a stream with
+    ``batched=True`` yields whole batches, and its DataLoader batches nothing)."""
 
     def __init__(self, train: Any, val: Any = None, **loader_kwargs: Any) -> None:
         super().__init__()
         given = loader_kwargs.pop("batch_size", None)
-        self.batch_sizes = (loader_batch_size(train.batch_size, given),
-                            None if val is None else loader_batch_size(val.batch_size, given))
+        self.batch_sizes = (loader_batch_size(train, given),
+                            None if val is None else loader_batch_size(val, given))
         self.train, self.val, self.loader_kwargs = train, val, loader_kwargs
         self.samples_seen = 0  # consumed by the training loop since the current pass began
 

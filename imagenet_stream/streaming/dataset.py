@@ -38,6 +38,7 @@ from imagenet_stream.errors import ConfigError, PlanError, StorageError
 from imagenet_stream.format.overlay import load_exclusions
 from imagenet_stream.retry import RetryPolicy
 from imagenet_stream.storage import Store
+from imagenet_stream.streaming.batch_output import BatchOutput
 from imagenet_stream.streaming.cache import ShardCache
 from imagenet_stream.streaming.decoding import jpeg_region
 from imagenet_stream.streaming.decoding.presets import build_transform
@@ -130,6 +131,10 @@ class ImageNetStream(IterableDataset):
             (the training process with ``num_workers=0``, or each DataLoader worker), the next batch
             while the current one is consumed; 0: on the iterating thread. Same samples, pixels and
             order either way.
+        batched: yield whole batches ``(uint8 images [B, 3, size, size], int64 targets [B][, keys])``,
+            the presets' images decoded straight into one batch tensor (shared memory in a DataLoader
+            worker): no per-sample tensor, no collate copy. Read it with ``DataLoader(ds, batch_size=None)``;
+            ``len(ds)`` then counts batches. Needs ``batch_size``. Same samples, pixels and order.
 
     Attributes:
         classes: the target wnids (None for foreign shards without ``classes_in``); ``num_classes``.
@@ -154,7 +159,7 @@ class ImageNetStream(IterableDataset):
                  cache_limit: int | None = None, index_dir: str | os.PathLike[str] | None = None,
                  partial: str = "drop", shuffle_window: int = 64, chunk: int = 16, prefetch: int | None = None,
                  merge_gap: int = DEFAULT_MERGE_GAP, index_cache_bytes: int = DEFAULT_INDEX_CACHE,
-                 decode_threads: int = 0) -> None:
+                 decode_threads: int = 0, batched: bool = False) -> None:
         super().__init__()
         self.options = o = StreamOptions(
             shuffle=shuffle, seed=seed, transform=transform, size=size, batch_size=batch_size,
@@ -162,7 +167,7 @@ class ImageNetStream(IterableDataset):
             epoch_size=epoch_size, replacement=replacement, storage_options=storage_options, retry=retry,
             cache_dir=cache_dir, cache_limit=cache_limit, index_dir=index_dir, partial=partial,
             shuffle_window=shuffle_window, chunk=chunk, prefetch=prefetch, merge_gap=merge_gap,
-            index_cache_bytes=index_cache_bytes, decode_threads=decode_threads)
+            index_cache_bytes=index_cache_bytes, decode_threads=decode_threads, batched=batched)
         self._transform = build_transform(o.transform, o.size)
         if isinstance(self._transform, (TrainTransform, EvalTransform)):
             jpeg_region.status()  # which decoder runs: resolved and logged here, once, not in every worker
@@ -214,6 +219,11 @@ class ImageNetStream(IterableDataset):
     def batch_size(self) -> int | None:
         """``batch_size=``: None when the stream follows its DataLoader's batch size."""
         return self.options.batch_size
+
+    @property
+    def batched(self) -> bool:
+        """``batched=``: the stream yields whole batches (read it with ``DataLoader(batch_size=None)``)."""
+        return self.options.batched
 
     # -- construction ------------------------------------------------------------------------
     def _options_for(self, url: str, k: int) -> dict[str, Any]:
@@ -294,8 +304,9 @@ class ImageNetStream(IterableDataset):
                         self.options.partial)
 
     def __len__(self) -> int:
-        """Samples this rank yields this epoch (the rest of it after a loaded resume)."""
-        return self._rank_plan(self.epoch).samples
+        """Samples (``batched``: batches) this rank yields this epoch (the rest of it after a loaded resume)."""
+        plan = self._rank_plan(self.epoch)
+        return plan.num_batches if self.options.batched else plan.samples
 
     def stats(self) -> dict[str, int]:
         """Counters (see :data:`imagenet_stream.streaming.shared_state.COUNTERS`) summed over the main
@@ -330,7 +341,7 @@ class ImageNetStream(IterableDataset):
                                  skip=skip, reader=here.reader, transform=self._transform,
                                  target_of=self._mixture.target, num_classes=self.num_classes, counter=here.counter,
                                  logged=self._logged, shard_name=lambda s: self._shards[s].name,
-                                 decoders=here.decoders)
+                                 decoders=here.decoders, output=BatchOutput(self._transform.out_shape()))
         here.current = {"epoch": epoch, "start": start, "rank": world.rank, "world_size": world.world_size,
                         "worker": world.worker, "num_workers": world.num_workers, "batch_size": batch_size,
                         "pass": worker_pass}
@@ -339,11 +350,11 @@ class ImageNetStream(IterableDataset):
     def _generate(self, world: World, here: _Here, pending: dict[str, Any] | None) -> Iterator[tuple[Any, ...]]:
         # Runs from the first next(): inside the DataLoader's first fetch, whose batch size it reads.
         entered = time.perf_counter_ns()
-        batch_size = planned_batch_size(self.options.batch_size, fetch_batch_size())
+        batch_size = planned_batch_size(self.options.batch_size, fetch_batch_size(), self.options.batched)
         worker_pass = self._pass(world, here, pending, batch_size)
         worker_pass.entered = entered  # the pass's set-up counts as iterating
         try:
-            for image, target, key in worker_pass:
+            for image, target, key in (worker_pass.batches() if self.options.batched else worker_pass):
                 yield (image, target, key) if self.options.return_keys else (image, target)
             return
         except StorageError as exc:  # fail fast, saying where: a DDP job then stops instead of hanging

@@ -27,9 +27,11 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
+import torch
 from PIL import Image
 
 from imagenet_stream.errors import ShardIntegrityError
+from imagenet_stream.streaming.batch_output import BatchOutput
 from imagenet_stream.streaming.mixture import Mixture
 from imagenet_stream.streaming.plan import EpochOrder, OrderSpec, RankPlan
 from imagenet_stream.streaming.reader import MissingSample, RawSample, ShardReader
@@ -136,7 +138,7 @@ class WorkerPass:
     def __init__(self, *, view: EpochView, plan: RankPlan, batches: range, skip: int, reader: ShardReader,
                  transform: Callable[[Any, np.random.Generator], Any], target_of: Callable[[int, int], int],
                  num_classes: int, counter: Counter, logged: set[str], shard_name: Callable[[int], str],
-                 decoders: Executor | None = None) -> None:
+                 decoders: Executor | None = None, output: BatchOutput | None = None) -> None:
         self.view, self.plan, self.reader = view, plan, reader
         self.windows = BatchWindows(view, plan, batches)
         self.transform, self.target_of, self.num_classes = transform, target_of, num_classes
@@ -148,16 +150,18 @@ class WorkerPass:
         self._clock = {"decode_ns": 0, "transform_ns": 0, "iterate_ns": 0, "outside_ns": 0}
         self._clock_lock = threading.Lock()  # decoding threads add to the clock too
         self.decoders = decoders
+        self.output = output or BatchOutput(None)
 
     # -- one sample --------------------------------------------------------------------------
     def _rng(self, position: int) -> np.random.Generator:
         spec = self.view.spec
         return np.random.default_rng([spec.seed, spec.epoch, 7, int(position)])
 
-    def _use(self, item: RawSample | MissingSample, rng: np.random.Generator,
-             own: bool = True) -> tuple[Any, int, str] | None:
+    def _use(self, item: RawSample | MissingSample, rng: np.random.Generator, own: bool = True,
+             out: torch.Tensor | None = None) -> tuple[Any, int, str] | None:
         """``(image, target, key)`` of a sample, or None when it cannot be used. ``own``: the sample
-        of this slot (counted and logged), not a candidate substitute."""
+        of this slot (counted and logged), not a candidate substitute; ``out``: the batch slot the
+        transform writes the image into."""
         if isinstance(item, MissingSample):
             return None  # the reader counted it (truncated_samples / unreadable_samples)
         target = self.target_of(item.shard, item.label)
@@ -169,7 +173,7 @@ class WorkerPass:
             return None
         started, decoded = time.perf_counter_ns(), decode_clock()
         try:
-            image = self.transform(item.data, rng)
+            image = self.transform(item.data, rng) if out is None else self.transform(item.data, rng, out=out)
         except DECODE_ERRORS as exc:
             if own:
                 self.counter.add("corrupt_images")
@@ -197,20 +201,22 @@ class WorkerPass:
         log.warning("replacing sample %s of shard %s: %s", item.key, self.shard_name(item.shard), why)
 
     # -- one batch ---------------------------------------------------------------------------
-    def _decode(self, k: int, items: list[RawSample | MissingSample]) -> list[Future]:
+    def _decode(self, k: int, items: list[RawSample | MissingSample], slots: torch.Tensor | None) -> list[Future]:
         """Start decoding batch ``k``'s own samples on the decoding threads."""
         assert self.decoders is not None
-        return [self.decoders.submit(self._use, item, self._rng(q))
-                for item, q in zip(items, self.windows.positions(k).tolist())]
+        return [self.decoders.submit(self._use, item, self._rng(q), True, None if slots is None else slots[j])
+                for j, (item, q) in enumerate(zip(items, self.windows.positions(k).tolist()))]
 
-    def _batch(self, k: int, items: list[RawSample | MissingSample],
-               decoded: list[Future] | None = None) -> list[tuple[Any, int, str]]:
+    def _batch(self, k: int, items: list[RawSample | MissingSample], decoded: list[Future] | None = None,
+               slots: torch.Tensor | None = None) -> list[tuple[Any, int, str]]:
         """Batch ``k``'s samples, every one usable (``decoded``: its own samples' decoding, started
-        on the threads; substitutes are decoded here, in slot order, as without threads)."""
+        on the threads; substitutes are decoded here, in slot order, as without threads; ``slots``:
+        the batch tensor each sample's image is written into)."""
         positions = self.windows.positions(k)
         out: list[tuple[Any, int, str] | None] = (
             [f.result() for f in decoded] if decoded is not None
-            else [self._use(item, self._rng(q)) for item, q in zip(items, positions.tolist())])
+            else [self._use(item, self._rng(q), True, None if slots is None else slots[j])
+                  for j, (item, q) in enumerate(zip(items, positions.tolist()))])
         failed = [j for j, o in enumerate(out) if o is None]
         if not failed:
             return out  # type: ignore[return-value]
@@ -218,15 +224,15 @@ class WorkerPass:
         size = len(out)
         spare: RawSample | None = None
         for j in failed:
-            rng = self._rng(int(positions[j]))
+            rng, slot = self._rng(int(positions[j])), None if slots is None else slots[j]
             replacement = None
             for u in sorted(usable, key=lambda u: (u - j) % size):  # the next usable slot, cyclically
-                replacement = self._use(items[u], rng, own=False)
+                replacement = self._use(items[u], rng, False, slot)
                 if replacement is not None:
                     break
             while replacement is None:  # nothing usable in the batch: the first usable sample after it
                 spare = spare or self._spare(int(positions[-1]) + 1)
-                replacement = self._use(spare, rng, own=False)
+                replacement = self._use(spare, rng, False, slot)
                 if replacement is None:  # decodes with one crop, not another: keep looking past it
                     spare = self._spare(int(spare.position) + 1)
             self.counter.add("substituted_samples")
@@ -247,38 +253,68 @@ class WorkerPass:
                                   f"epoch {self.view.spec.epoch}: the dataset's storage looks broken (see the "
                                   "errors logged above)")
 
-    # -- the pass ----------------------------------------------------------------------------
+    # -- the pass ---------------------------------------------------------------------------
+    def _decoded(self, raw: Iterator[RawSample | MissingSample], batched: bool
+                 ) -> Iterator[tuple[int, list[tuple[Any, int, str]], torch.Tensor | None]]:
+        """``(k, batch k's samples, its slots)`` in order; with decoding threads, batch ``k + 1`` is
+        started before batch ``k`` is waited for. Slots only when ``batched`` and the transform writes them."""
+        def take(k: int) -> tuple[list[RawSample | MissingSample], torch.Tensor | None]:
+            size = len(self.windows.positions(k))
+            return [next(raw) for _ in range(size)], self.output.slots(size) if batched else None
+
+        ahead: tuple[list, torch.Tensor | None, list[Future]] | None = None
+        for k in range(len(self.windows)):
+            if self.decoders is None:
+                items, slots = take(k)
+                yield k, self._batch(k, items, None, slots), slots
+                continue
+            if ahead is None:
+                items, slots = take(k)
+                ahead = (items, slots, self._decode(k, items, slots))
+            items, slots, decoded = ahead
+            ahead = None
+            if k + 1 < len(self.windows):  # start the next batch before waiting on this one
+                following, following_slots = take(k + 1)
+                ahead = (following, following_slots, self._decode(k + 1, following, following_slots))
+            yield k, self._batch(k, items, decoded, slots), slots
+
     def __iter__(self) -> Iterator[tuple[Any, int, str]]:
+        """The samples, one at a time."""
+        return self._run(batched=False)
+
+    def batches(self) -> Iterator[tuple[Any, torch.Tensor, list[str]]]:
+        """The batches, each ``(images, int64 targets, keys)`` (see :mod:`.batch_output`)."""
+        return self._run(batched=True)
+
+    def _run(self, batched: bool) -> Iterator[Any]:
         raw = iter(self.reader.read(self.windows))
         clock = time.perf_counter_ns
         entered: int | None = self.entered  # None while a sample is out (suspended at the yield)
+
+        def hand_out(position: PassPosition, samples: int) -> None:
+            nonlocal entered
+            self.position = position
+            self.counter.add("samples_yielded", samples)
+            self._clock["iterate_ns"] += clock() - entered
+            entered = None
+
         try:
-            ahead: tuple[list, list[Future]] | None = None  # the next batch, decoding on the threads
-            for k in range(len(self.windows)):
-                t = self.windows.batches[k]
-                size = len(self.windows.positions(k))
-                if self.decoders is None:
-                    samples = self._batch(k, [next(raw) for _ in range(size)])
-                else:
-                    if ahead is None:
-                        items = [next(raw) for _ in range(size)]
-                        ahead = (items, self._decode(k, items))
-                    items, decoded = ahead
-                    ahead = None
-                    if k + 1 < len(self.windows):  # start the next batch before waiting on this one
-                        following = [next(raw) for _ in range(len(self.windows.positions(k + 1)))]
-                        ahead = (following, self._decode(k + 1, following))
-                    samples = self._batch(k, items, decoded)
+            for k, samples, slots in self._decoded(raw, batched):
+                t, size = self.windows.batches[k], len(samples)
                 skip, self._skip = self._skip, 0
-                for j in range(skip, size):
-                    self.position = PassPosition(t, j + 1) if j + 1 < size else PassPosition(t + self._step, 0)
-                    self.counter.add("samples_yielded")
+                if batched:
+                    hand_out(PassPosition(t + self._step, 0), size - skip)
                     left = clock()
-                    self._clock["iterate_ns"] += left - entered
-                    entered = None
-                    yield samples[j]
+                    yield self.output.assemble(samples[skip:], None if slots is None else slots[skip:])
                     entered = clock()
                     self._clock["outside_ns"] += entered - left
+                else:
+                    for j in range(skip, size):
+                        hand_out(PassPosition(t, j + 1) if j + 1 < size else PassPosition(t + self._step, 0), 1)
+                        left = clock()
+                        yield samples[j]
+                        entered = clock()
+                        self._clock["outside_ns"] += entered - left
                 self._flush_clock()
             self.position = PassPosition(self.plan.num_batches, 0)
         finally:

@@ -17,11 +17,12 @@ from imagenet_stream.streaming.loader_batch import loader_batch_size
 
 
 class ResumableLoader:
-    """``DataLoader(dataset, batch_size=..., **kwargs)`` (the stream's batch size by default) plus ``state_dict()`` /
+    """``DataLoader(dataset, batch_size=..., **kwargs)`` (the stream's batch size by default; None for a
+    stream with ``batched=True``, which batches itself) plus ``state_dict()`` /
     ``load_state_dict()`` of the epoch's progress (as far as batches reached the loop)."""
 
     def __init__(self, dataset: Any, **loader_kwargs: Any) -> None:
-        batch_size = loader_batch_size(dataset.batch_size, loader_kwargs.pop("batch_size", None))
+        batch_size = loader_batch_size(dataset, loader_kwargs.pop("batch_size", None))
         self.dataset = dataset
         self.loader = DataLoader(dataset, batch_size=batch_size, **loader_kwargs)
         self.samples_seen = 0  # handed to the loop since the current pass began

@@ -19,6 +19,7 @@ stream plans its own batch size (1 when unset).
 from __future__ import annotations
 
 import sys
+from typing import Any
 
 from imagenet_stream.errors import ConfigError
 
@@ -42,9 +43,14 @@ def fetch_batch_size(depth: int = 1) -> int | None:
     return None
 
 
-def planned_batch_size(configured: int | None, loader: int | None) -> int:
+def planned_batch_size(configured: int | None, loader: int | None, batched: bool = False) -> int:
     """The batch size to plan: the stream's own, the DataLoader's when the stream's is unset, else 1.
-    A stream whose own batch size differs from its DataLoader's is refused."""
+    A stream whose own batch size differs from its DataLoader's is refused, and so is a stream that
+    yields whole batches (``batched``) read by a DataLoader that batches them again."""
+    if batched and loader is not None:
+        raise ConfigError(
+            f"ImageNetStream(batched=True) yields whole batches of {configured} samples, and a DataLoader with "
+            f"batch_size={loader} would batch those again: read it with DataLoader(ds, batch_size=None)")
     if configured is None:
         return loader or 1
     if loader is not None and loader != configured:
@@ -56,17 +62,19 @@ def planned_batch_size(configured: int | None, loader: int | None) -> int:
     return configured
 
 
-def loader_batch_size(dataset_batch: int | None, given: int | None) -> int:
-    """The batch size for a DataLoader a wrapper (``ResumableLoader``, Lightning's module) builds over
-    a stream: the one given, the stream's, which must agree when both are set."""
+def loader_batch_size(dataset: Any, given: int | None) -> int | None:
+    """The ``batch_size=`` for a DataLoader a wrapper (``ResumableLoader``, Lightning's module) builds
+    over a stream: the one given or the stream's, which must agree when both are set; None (the
+    DataLoader batches nothing) when the stream yields whole batches itself (``batched=True``)."""
+    own = dataset.batch_size
     if given is None:
-        if dataset_batch is None:
+        if own is None:
             raise ConfigError("give batch_size= (to the loader wrapper or to ImageNetStream)")
-        return dataset_batch
-    if dataset_batch is not None and given != dataset_batch:
-        raise ConfigError(f"batch_size={given} differs from the stream's batch_size={dataset_batch}: batches are "
+        given = own
+    elif own is not None and given != own:
+        raise ConfigError(f"batch_size={given} differs from the stream's batch_size={own}: batches are "
                           "planned whole, so they must be the same")
-    return int(given)
+    return None if getattr(dataset, "batched", False) else int(given)
 
 
 def default_prefetch(batch_size: int, chunk: int) -> int:

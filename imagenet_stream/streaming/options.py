@@ -63,15 +63,19 @@ class StreamOptions:
     merge_gap: int = DEFAULT_MERGE_GAP
     index_cache_bytes: int = DEFAULT_INDEX_CACHE
     decode_threads: int = 0
+    batched: bool = False
 
     def __post_init__(self) -> None:
         if self.partial not in PARTIAL_MODES:
             raise ConfigError(f"partial must be 'drop' or 'pad', got {self.partial!r}")
         if self.retry is not None and not isinstance(self.retry, RetryPolicy):
             raise ConfigError(f"retry must be a RetryPolicy, got {self.retry!r}")
+        if self.batched and self.batch_size is None:
+            raise ConfigError("batched=True yields whole batches of batch_size samples: give batch_size= too")
         fix = {
             "shuffle": bool(self.shuffle),
             "return_keys": bool(self.return_keys),
+            "batched": bool(self.batched),
             "seed": int_option("seed", self.seed, 0),
             "batch_size": None if self.batch_size is None else int_option("batch_size", self.batch_size, 1),
             "shuffle_window": int_option("shuffle_window", self.shuffle_window, 1),

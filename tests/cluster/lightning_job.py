@@ -47,9 +47,10 @@ def main() -> None:
     p.add_argument("--ckpt-every", type=int, default=0)
     p.add_argument("--resume", default=None)
     p.add_argument("--workers", type=int, default=0)
+    p.add_argument("--batched", action="store_true", help="the stream yields whole batches")
     args = p.parse_args()
     out = Path(args.out)
-    stream = ImageNetStream(args.dataset, batch_size=4, size=16, return_keys=True)
+    stream = ImageNetStream(args.dataset, batch_size=4, size=16, return_keys=True, batched=args.batched)
     data = StreamDataModule(stream, num_workers=args.workers)
     callbacks = [pl.callbacks.ModelCheckpoint(dirpath=out / "ckpt", every_n_train_steps=args.ckpt_every,
                                               save_top_k=-1, filename="{step}")] if args.ckpt_every else []

@@ -37,17 +37,19 @@ def steps(out: Path, name: str) -> dict[int, list[str]]:
     return found
 
 
-@pytest.mark.parametrize("workers", [0, 2])
-def test_fit_from_a_mid_epoch_checkpoint_trains_on_exactly_the_rest(tmp_path: Path, dsutil, workers: int) -> None:
+@pytest.mark.parametrize("workers,batched", [(0, False), (2, False), (2, True)],
+                         ids=["0-workers", "2-workers", "2-workers-batched"])
+def test_fit_from_a_mid_epoch_checkpoint_trains_on_exactly_the_rest(tmp_path: Path, dsutil, workers: int,
+                                                                     batched: bool) -> None:
     built = dsutil.build_dataset(str(tmp_path / "ds"), SAMPLES, 20)
     every = {k for shard in built.keys for k in shard}
     out = tmp_path / "out"
     out.mkdir()
+    shape = ["--workers", str(workers), *(["--batched"] if batched else [])]
     # the first run stops at step 9 (as if preempted) after checkpoints at steps 4 and 8
-    run(str(tmp_path / "ds"), out, "first", "--max-steps", "9", "--ckpt-every", "4", "--workers", str(workers))
+    run(str(tmp_path / "ds"), out, "first", "--max-steps", "9", "--ckpt-every", "4", *shape)
     assert (out / "ckpt" / "step=8.ckpt").exists(), sorted(p.name for p in (out / "ckpt").iterdir())
-    run(str(tmp_path / "ds"), out, "resumed", "--resume", str(out / "ckpt" / "step=8.ckpt"),
-        "--workers", str(workers))
+    run(str(tmp_path / "ds"), out, "resumed", "--resume", str(out / "ckpt" / "step=8.ckpt"), *shape)
     first, resumed = steps(out, "first"), steps(out, "resumed")
     assert sorted(first) == list(range(9))
     assert sorted(resumed) == list(range(8, 15)), "the resumed run did not continue at step 8"

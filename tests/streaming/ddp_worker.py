@@ -27,7 +27,8 @@ from imagenet_stream.streaming import ImageNetStream
 def run_pass(ds: ImageNetStream, cfg: dict, limit: int | None = None) -> list[list[list]]:
     """``[[key, target], ...]`` per batch; checks image dtype and shape."""
     context = cfg.get("mp_context") if cfg["num_workers"] else None
-    loader = DataLoader(ds, batch_size=cfg["batch_size"], num_workers=cfg["num_workers"],
+    batched = cfg.get("options", {}).get("batched", False)  # the stream yields whole batches
+    loader = DataLoader(ds, batch_size=None if batched else cfg["batch_size"], num_workers=cfg["num_workers"],
                         multiprocessing_context=context)
     batches = []
     for i, (images, targets, keys) in enumerate(loader):

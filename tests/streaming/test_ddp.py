@@ -181,14 +181,18 @@ def test_corrupt_images_and_a_truncated_shard_under_two_gloo_ranks_keep_counts_e
     assert not seen & lost and seen == set(built.all_keys) - lost
 
 
-def test_decode_threads_under_two_gloo_ranks_give_the_same_batches_and_substitutions(dsutil, tmp_path) -> None:
-    """decode_threads=2 in each of 2 ranks' 2 workers: the very batches (keys, targets, in order) and
-    the very substitutions of the serial path."""
+@pytest.mark.parametrize("options", [{"decode_threads": 2}, {"decode_threads": 2, "batched": True}],
+                         ids=["threads", "threads-batched"])
+def test_decode_threads_under_two_gloo_ranks_give_the_same_batches_and_substitutions(dsutil, tmp_path,
+                                                                                      options) -> None:
+    """decode_threads=2 in each of 2 ranks' 2 workers, yielding samples or whole batches: the very
+    batches (keys, targets, in order) and the very substitutions of the serial path."""
     built = dsutil.build_dataset(str(tmp_path / "ds"), 400, 50, corrupt=[3, 77, 78, 79, 201])
     cfg = {"url": built.url, "size": 32, "batch_size": 8, "num_workers": 2, "seed": 4, "epochs": [0]}
     serial = launch(2, cfg, tmp_path / "serial", gloo="before")
-    threaded = launch(2, {**cfg, "options": {"decode_threads": 2}}, tmp_path / "threads", gloo="before")
+    threaded = launch(2, {**cfg, "options": options}, tmp_path / "threads", gloo="before")
     assert [r["epochs"]["0"] for r in threaded] == [r["epochs"]["0"] for r in serial]
+    assert [r["len"] for r in threaded] == [r["len"] // (8 if options.get("batched") else 1) for r in serial]
     for name in ("corrupt_images", "substituted_samples", "samples_yielded"):
         assert ([r["stats_by_epoch"]["0"][name] for r in threaded]
                 == [r["stats_by_epoch"]["0"][name] for r in serial]), name

@@ -3,6 +3,8 @@ from the DataLoader's fetch), so it reads, orders and resumes exactly like ``Ima
 batch_size=L)``; a stream whose own batch size differs from its DataLoader's is refused."""
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import pytest
 from torch.utils.data import DataLoader
 
@@ -84,8 +86,16 @@ def test_batch_size_rules() -> None:
     assert planned_batch_size(32, None) == 32 and planned_batch_size(32, 32) == 32
     with pytest.raises(ConfigError):
         planned_batch_size(32, 64)
-    assert loader_batch_size(None, 8) == 8 and loader_batch_size(8, None) == 8
+    with pytest.raises(ConfigError, match="batch_size=None"):
+        planned_batch_size(32, 32, batched=True)  # a stream yielding batches, read by a batching DataLoader
+    assert planned_batch_size(32, None, batched=True) == 32
+
+    def stream(batch_size: int | None, batched: bool = False) -> SimpleNamespace:
+        return SimpleNamespace(batch_size=batch_size, batched=batched)
+
+    assert loader_batch_size(stream(None), 8) == 8 and loader_batch_size(stream(8), None) == 8
+    assert loader_batch_size(stream(8, batched=True), None) is None
     with pytest.raises(ConfigError, match="give batch_size"):
-        loader_batch_size(None, None)
+        loader_batch_size(stream(None), None)
     with pytest.raises(ConfigError, match="differs"):
-        loader_batch_size(8, 16)
+        loader_batch_size(stream(8), 16)

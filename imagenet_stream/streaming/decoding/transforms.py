@@ -248,6 +248,11 @@ class BytesTransform:
     def __call__(self, data: ImageBytes, rng: np.random.Generator | None = None) -> Any:
         raise NotImplementedError
 
+    def out_shape(self) -> tuple[int, ...] | None:
+        """The uint8 shape every output has when the transform can write it into a caller's slot
+        (``__call__(data, rng, out=slot)``), else None."""
+        return None
+
     def __repr__(self) -> str:
         fields = ", ".join(f"{k}={v!r}" for k, v in vars(self).items())
         return f"{type(self).__name__}({fields})"
@@ -285,6 +290,9 @@ class TrainTransform(BytesTransform):
 
         return _decode_crop(data, plan, self.size, out)
 
+    def out_shape(self) -> tuple[int, ...]:
+        return (3, self.size, self.size)
+
 
 class EvalTransform(BytesTransform):
     """Resize the short side to ``resize`` then centre-crop ``size`` (bilinear) -> uint8 ``[3, size, size]``.
@@ -303,6 +311,9 @@ class EvalTransform(BytesTransform):
                  out: torch.Tensor | None = None) -> torch.Tensor:
         """The sample's centre crop; written into ``out`` (uint8 ``[3, size, size]``) when given."""
         return _decode_crop(data, lambda w, h: (_eval_box(w, h, self.size, self.resize), False), self.size, out)
+
+    def out_shape(self) -> tuple[int, ...]:
+        return (3, self.size, self.size)
 
 
 class PILTransform(BytesTransform):
