@@ -76,7 +76,8 @@ class FolderDataset(Dataset):
 
 def _loader(dataset: Any, spec: dict[str, Any], **kwargs: Any) -> DataLoader:
     workers = int(spec["workers"])
-    return DataLoader(dataset, batch_size=int(spec["batch_size"]), num_workers=workers,
+    batched = spec.get("options", {}).get("batched", False)  # the stream yields whole batches itself
+    return DataLoader(dataset, batch_size=None if batched else int(spec["batch_size"]), num_workers=workers,
                       persistent_workers=workers > 0, **kwargs)
 
 

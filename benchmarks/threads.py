@@ -1,6 +1,7 @@
 """Threads instead of processes: ImageNetStream decoding on ``decode_threads`` threads inside the
 training process (``num_workers=0``) against DataLoader worker processes, from a local folder:
-images per second, CPU seconds per image and the peak RSS of the whole process tree.
+images per second, CPU seconds per image and the peak RSS of the whole process tree; and each way
+with ``batched=True`` (whole batches decoded into one tensor, no collate copy).
 
     python benchmarks/threads.py            # ~2,000 generated images, 3 repetitions
     python benchmarks/threads.py --quick    # smoke run
@@ -26,8 +27,11 @@ import workload  # noqa: E402
 from latency import measure  # noqa: E402
 
 BEGIN, END = "<!-- threads:begin -->", "<!-- threads:end -->"
-ROWS = (("num_workers=0", 0, 0), ("num_workers=0, decode_threads=2", 0, 2), ("num_workers=2", 2, 0),
-        ("num_workers=1, decode_threads=2", 1, 2))
+ROWS: tuple[tuple[str, int, dict[str, Any]], ...] = (
+    ("num_workers=0", 0, {}), ("num_workers=0, decode_threads=2", 0, {"decode_threads": 2}),
+    ("num_workers=2", 2, {}), ("num_workers=1, decode_threads=2", 1, {"decode_threads": 2}),
+    ("num_workers=2, batched", 2, {"batched": True}),
+    ("num_workers=0, decode_threads=2, batched", 0, {"decode_threads": 2, "batched": True}))
 
 
 def main() -> None:
@@ -44,9 +48,9 @@ def main() -> None:
     work = Path(args.work)
     shards = workload.cached_shards(work, args.count)
     results: list[tuple[str, list[dict[str, Any]]]] = []
-    for label, workers, threads in ROWS:
+    for label, workers, options in ROWS:
         spec = {"kind": "ours", "workers": workers, "batch_size": args.batch_size, "epochs": 2, "url": str(shards),
-                "options": {"decode_threads": threads} if threads else {}}
+                "options": options}
         runs = [measure(spec, work) for _ in range(args.reps)]
         results.append((label, runs))
         print(f"{label:>34}: " + ", ".join(f"{r['img_s']:.0f}" for r in runs) + " img/s", flush=True)
